@@ -1,0 +1,159 @@
+"""WAV input shared by the trainer and the edge file source.
+
+A small RIFF parser rather than the `wave` module: Python 3.11's `wave` reads
+neither IEEE float nor WAVE_FORMAT_EXTENSIBLE files, and corpora carry extra
+chunks (RAVDESS originals have `FLLR`) that must simply be skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import SerkitError
+from edge.resample import resample
+
+_PCM, _FLOAT, _ALAW, _MULAW, _EXTENSIBLE = 0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE
+_FORMAT_NAMES = {
+    0x0002: "Microsoft ADPCM",
+    _ALAW: "A-law",
+    _MULAW: "mu-law",
+    0x0011: "IMA ADPCM",
+    0x0031: "GSM 6.10",
+    0x0050: "MPEG",
+    0x0055: "MP3",
+}
+
+
+@dataclass(frozen=True)
+class WavInfo:
+    sample_rate: int
+    channels: int
+    bits: int
+    encoding: str  # "pcm" or "float"
+    frames: int
+
+
+def _fail(path: Path | str, problem: str) -> SerkitError:
+    return SerkitError(f"{path}: {problem}")
+
+
+def _parse_fmt(path: Path | str, body: bytes) -> tuple[int, int, int, int, int]:
+    if len(body) < 16:
+        raise _fail(path, "fmt chunk is too short")
+    tag, channels, rate, _byte_rate, block_align, bits = struct.unpack("<HHIIHH", body[:16])
+    if tag == _EXTENSIBLE:
+        if len(body) < 26:
+            raise _fail(path, "WAVE_FORMAT_EXTENSIBLE fmt chunk is too short")
+        tag = struct.unpack("<H", body[24:26])[0]  # first two bytes of the sub-format GUID
+    return tag, channels, rate, block_align, bits
+
+
+def read_wav_info(path: str | os.PathLike[str]) -> tuple[WavInfo, bytes]:
+    """Parse a WAV file; returns its format and the raw bytes of its data chunk."""
+    p = Path(path)
+    if p.is_dir():
+        raise _fail(p, "is a directory, expected a WAV file")
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise _fail(p, "no such file") from None
+    except OSError as exc:
+        raise _fail(p, f"cannot read ({exc.strerror or exc})") from None
+    if len(raw) == 0:
+        raise _fail(p, "file is empty (0 bytes)")
+    if len(raw) < 12 or raw[:4] not in (b"RIFF", b"RIFX") or raw[8:12] != b"WAVE":
+        if raw[:4] == b"RF64":
+            raise _fail(p, "RF64 (over-4-GB WAV) is not supported; split the recording")
+        raise _fail(p, "not a WAV file (no RIFF/WAVE header)")
+    if raw[:4] == b"RIFX":
+        raise _fail(p, "big-endian WAV (RIFX) is not supported")
+    fmt: tuple[int, int, int, int, int] | None = None
+    data: bytes | None = None
+    pos = 12
+    while pos + 8 <= len(raw):
+        cid, size = raw[pos : pos + 4], struct.unpack("<I", raw[pos + 4 : pos + 8])[0]
+        body_start = pos + 8
+        if cid == b"fmt ":
+            if body_start + size > len(raw):
+                left = len(raw) - body_start
+                raise _fail(p, f"truncated: fmt chunk declares {size} bytes but only {left} are present")
+            fmt = _parse_fmt(p, raw[body_start : body_start + size])
+        elif cid == b"data":
+            if fmt is None:
+                raise _fail(p, "data chunk comes before the fmt chunk")
+            available = len(raw) - body_start
+            if size > available:
+                raise _fail(p, f"truncated: data chunk declares {size} bytes but only {available} are present")
+            data = raw[body_start : body_start + size]
+            break
+        pos = body_start + size + (size & 1)  # chunks are word-aligned
+    if fmt is None:
+        raise _fail(p, "no fmt chunk; the file is truncated or not a WAV")
+    if data is None:
+        raise _fail(p, "no data chunk; the file is truncated")
+    tag, channels, rate, block_align, bits = fmt
+    if tag not in (_PCM, _FLOAT):
+        name = _FORMAT_NAMES.get(tag, f"format tag 0x{tag:04x}")
+        raise _fail(p, f"encoding {name} is not supported; convert to PCM, e.g. `sox in.wav -e signed -b 16 out.wav`")
+    if channels < 1:
+        raise _fail(p, "fmt chunk declares 0 channels")
+    if rate < 1000 or rate > 768000:
+        raise _fail(p, f"implausible sample rate {rate} Hz")
+    valid = {_PCM: (8, 16, 24, 32), _FLOAT: (32, 64)}[tag]
+    if bits not in valid:
+        raise _fail(p, f"{bits}-bit {'PCM' if tag == _PCM else 'float'} is not supported")
+    if block_align != channels * bits // 8:
+        raise _fail(p, f"fmt chunk is inconsistent (block align {block_align} for {channels} x {bits}-bit)")
+    frames = len(data) // block_align
+    if frames == 0:
+        raise _fail(p, "contains no audio (zero-length data chunk)")
+    info = WavInfo(rate, channels, bits, "pcm" if tag == _PCM else "float", frames)
+    return info, data[: frames * block_align]
+
+
+def decode(info: WavInfo, data: bytes) -> np.ndarray:
+    """Raw data-chunk bytes → float32 (frames, channels) in [-1, 1] (float files unscaled)."""
+    if info.encoding == "float":
+        x = np.frombuffer(data, dtype="<f4" if info.bits == 32 else "<f8").astype(np.float32)
+    elif info.bits == 8:
+        x = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif info.bits == 16:
+        x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    elif info.bits == 24:
+        b = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        v = np.where(v >= 1 << 23, v - (1 << 24), v)
+        x = v.astype(np.float32) / float(1 << 23)
+    else:
+        x = (np.frombuffer(data, dtype="<i4").astype(np.float64) / float(1 << 31)).astype(np.float32)
+    return x.reshape(-1, info.channels)
+
+
+def read_wav(path: str | os.PathLike[str], sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Read a WAV as mono float32; resampled to sample_rate when given.
+
+    Returns (signal, rate). Raises SerkitError naming the file for anything it cannot use.
+    """
+    info, data = read_wav_info(path)
+    x = decode(info, data)
+    if not np.isfinite(x).all():
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise _fail(path, f"contains {bad} NaN/inf sample(s)")
+    mono = x.mean(axis=1, dtype=np.float32) if info.channels > 1 else x[:, 0]
+    if sample_rate is not None and sample_rate != info.sample_rate:
+        return resample(mono, info.sample_rate, sample_rate), sample_rate
+    return np.ascontiguousarray(mono), info.sample_rate
+
+
+def write_wav(path: str | os.PathLike[str], signal: np.ndarray, sample_rate: int) -> None:
+    """Write mono 16-bit PCM (clipped to [-1, 1])."""
+    pcm = (np.clip(np.asarray(signal, dtype=np.float64), -1.0, 1.0) * 32767.0).round().astype("<i2")
+    payload = pcm.tobytes()
+    header = b"RIFF" + struct.pack("<I", 36 + len(payload)) + b"WAVE"
+    fmt = b"fmt " + struct.pack("<IHHIIHH", 16, _PCM, 1, sample_rate, sample_rate * 2, 2, 16)
+    Path(path).write_bytes(header + fmt + b"data" + struct.pack("<I", len(payload)) + payload)

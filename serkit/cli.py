@@ -1,0 +1,117 @@
+"""The `serkit` command. Each subcommand imports its stage lazily, so `serkit run`
+never loads TensorFlow and a missing extra is reported in one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from edge import __version__
+from edge.errors import MissingExtraError, SerkitError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Fail with one line when an optional dependency group is not installed."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtraError(
+            f"this command needs the '{extra}' extra ({', '.join(missing)} not installed): "
+            f"pip install 'serkit[{extra}]'"
+        )
+
+
+def _read_json(path: str) -> dict:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise SerkitError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise SerkitError(f"{p}: is a directory, expected a JSON file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SerkitError(f"{p}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise SerkitError(f"{p}: expected a JSON object")
+    return data
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    from edge.audio import read_wav
+    from edge.features import FeatureConfig, mfcc
+
+    if args.config:
+        data = _read_json(args.config)
+        # Accept a model spec (features under "features") as well as a bare FeatureConfig.
+        config = FeatureConfig.from_dict(data.get("features", data), where=f"{args.config}: features")
+    else:
+        config = FeatureConfig()
+    out_dir = Path(args.out) if args.out else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    import numpy as np
+
+    for path in args.wav:
+        signal, rate = read_wav(path, config.sample_rate)
+        feats = mfcc(signal, config)
+        line = f"{path}: {len(signal) / rate:.2f} s -> {feats.shape[0]} frames x {feats.shape[1]} features"
+        if out_dir:
+            target = out_dir / (Path(path).stem + ".npy")
+            np.save(target, feats)
+            line += f" -> {target}"
+        print(line)
+    return 0
+
+
+def _add_features(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "features",
+        help="compute the MFCC features the model sees for WAV files",
+        description="Compute the numpy MFCCs (the edge/trainer contract) for WAV files; optionally save .npy.",
+    )
+    p.add_argument("wav", nargs="+", help="WAV file(s); any rate, resampled to the config's rate")
+    p.add_argument("--config", help="JSON FeatureConfig or a model spec (.json beside a .tflite)")
+    p.add_argument("--out", help="folder for one .npy per file")
+    p.set_defaults(func=_cmd_features)
+
+
+REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_features]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="serkit",
+        description="Speech emotion recognition for the edge: train, convert to int8, run on a Pi, publish over MQTT.",
+    )
+    parser.add_argument("--version", action="version", version=f"serkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in REGISTRARS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SerkitError as exc:
+        print(f"serkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("serkit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `serkit predict ... | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

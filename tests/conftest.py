@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("SER_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    d = shared_data_dir()
+    if not d.is_dir():
+        pytest.skip(f"real speech not available at {d} (set SER_DATA to the shared data folder)")
+    return d
+
+
+def speechlike(seconds: float = 2.0, rate: int = 16000, seed: int = 0, f0: float = 140.0) -> np.ndarray:
+    """A voiced, formant-shaped, amplitude-modulated signal with pauses: exercises every filter band."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = f0 * (1 + 0.15 * np.sin(2 * np.pi * 1.3 * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 25))
+    envelope = np.clip(np.sin(2 * np.pi * 2.1 * t), 0, None) ** 0.5
+    x = 0.2 * voiced * envelope + 0.01 * rng.standard_normal(t.size)
+    return x.astype(np.float32)
+
+
+def wav_bytes(
+    samples: bytes,
+    *,
+    rate: int = 16000,
+    channels: int = 1,
+    bits: int = 16,
+    tag: int = 1,
+    extensible: bool = False,
+    extra_chunks: tuple[tuple[bytes, bytes], ...] = (),
+    declared_data_size: int | None = None,
+) -> bytes:
+    """A RIFF/WAVE file built by hand, so tests can make every odd case real corpora contain."""
+    block = channels * bits // 8
+    if extensible:
+        guid_tail = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+        fmt_body = struct.pack("<HHIIHH", 0xFFFE, channels, rate, rate * block, block, bits)
+        fmt_body += struct.pack("<HHI", 22, bits, 0) + struct.pack("<H", tag) + guid_tail
+    else:
+        fmt_body = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
+    chunks = b"fmt " + struct.pack("<I", len(fmt_body)) + fmt_body
+    for cid, body in extra_chunks:
+        chunks += cid + struct.pack("<I", len(body)) + body + (b"\x00" if len(body) % 2 else b"")
+    size = len(samples) if declared_data_size is None else declared_data_size
+    chunks += b"data" + struct.pack("<I", size) + samples
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
+
+
+def run_cli(*args: str, env: dict | None = None, stdin: bytes | None = None, timeout: float = 120):
+    """Run the real `serkit` program in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "serkit", *args],
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        input=stdin,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    err = proc.stderr.decode()
+    assert proc.returncode != 0, f"expected failure, got rc=0; stderr={err!r}"
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one line, got: {err!r}"
+    for n in needles:
+        assert n in lines[0], f"{n!r} not in {lines[0]!r}"
+    return lines[0]
