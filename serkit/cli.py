@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -80,7 +81,10 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_features)
 
 
-REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_features]
+def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
+    from trainer.commands import register_evaluate, register_predict, register_train
+
+    return [register_train, register_evaluate, register_predict, _add_features]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,12 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"serkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for register in REGISTRARS:
+    for register in _registrars():
         register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # TensorFlow's C++ start-up chatter (CPU features, oneDNN) would bury our one-line errors; set
+    # TF_CPP_MIN_LOG_LEVEL=0 to see it again.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

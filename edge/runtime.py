@@ -1,0 +1,87 @@
+"""The TFLite interpreter, from the lightest runtime installed.
+
+ai-edge-litert first (numpy 2, fast on unrolled RNNs), then tflite-runtime (the only
+wheels for 32-bit Raspberry Pi OS), then full TensorFlow's tf.lite.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import SerkitError
+from edge.spec import ModelSpec
+
+BACKENDS = (
+    ("ai_edge_litert", "ai_edge_litert.interpreter"),
+    ("tflite_runtime", "tflite_runtime.interpreter"),
+    ("tensorflow", "tensorflow.lite"),
+)
+
+
+def interpreter_class(prefer: str | None = None) -> tuple[Any, str]:
+    """(Interpreter class, backend name); `prefer` forces one backend."""
+    errors = []
+    for name, module in BACKENDS:
+        if prefer and name != prefer:
+            continue
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            errors.append(f"{name}: {exc}")
+            continue
+        return mod.Interpreter, name
+    wanted = prefer or "any of ai-edge-litert, tflite-runtime, tensorflow"
+    raise SerkitError(
+        f"no TFLite runtime available ({wanted}); pip install ai-edge-litert (or tflite-runtime on armv7l)"
+    )
+
+
+class TFLiteModel:
+    """A .tflite classifier with its spec: normalised float windows in, class probabilities out."""
+
+    def __init__(self, path: str | Path, spec: ModelSpec, threads: int = 1, backend: str | None = None) -> None:
+        self.path = Path(path)
+        self.spec = spec
+        cls, self.backend = interpreter_class(backend)
+        try:
+            self.interp = cls(model_path=str(self.path), num_threads=threads)
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise SerkitError(f"{self.path}: cannot load TFLite model ({str(exc).splitlines()[0]})") from None
+        inp = self.interp.get_input_details()
+        out = self.interp.get_output_details()
+        if len(inp) != 1 or len(out) != 1:
+            raise SerkitError(f"{self.path}: expected one input and one output tensor")
+        self._in, self._out = inp[0], out[0]
+        want = (spec.frames_per_window, spec.features.num_features)
+        if tuple(self._in["shape"][1:]) != want:
+            raise SerkitError(f"{self.path}: input shape {tuple(self._in['shape'])} does not match the spec's {want}")
+        if int(self._out["shape"][-1]) != len(spec.labels):
+            raise SerkitError(
+                f"{self.path}: {self._out['shape'][-1]} outputs but the spec has {len(spec.labels)} labels"
+            )
+        self.input_dtype = self._in["dtype"]
+        self._in_scale, self._in_zp = self._in["quantization"]
+        self._out_scale, self._out_zp = self._out["quantization"]
+
+    def predict_window(self, window: np.ndarray) -> np.ndarray:
+        """One normalised (frames, features) window → probabilities (classes,)."""
+        x = window[None]
+        if self.input_dtype == np.int8:
+            x = np.clip(np.round(x / self._in_scale + self._in_zp), -128, 127).astype(np.int8)
+        else:
+            x = x.astype(self.input_dtype)
+        self.interp.set_tensor(self._in["index"], x)
+        self.interp.invoke()
+        y = self.interp.get_tensor(self._out["index"])[0]
+        if self._out["dtype"] == np.int8:
+            return ((y.astype(np.float32) - self._out_zp) * self._out_scale).astype(np.float32)
+        return y.astype(np.float32)
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        """(n, frames, features) → (n, classes)."""
+        return np.stack([self.predict_window(w) for w in windows])

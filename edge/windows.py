@@ -1,0 +1,27 @@
+"""Fixed-length classification windows over a clip's feature frames.
+
+The same starts are used offline (evaluate, convert's parity gate) and by the
+streaming agent, so results agree window by window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def window_starts(n_frames: int, frames_per_window: int, hop_frames: int) -> list[int]:
+    """Starts of full windows at 0, hop, 2*hop, ...; a clip shorter than one window gets one padded window."""
+    if n_frames <= frames_per_window:
+        return [0]
+    return list(range(0, n_frames - frames_per_window + 1, hop_frames))
+
+
+def clip_windows(feats: np.ndarray, frames_per_window: int, hop_frames: int) -> np.ndarray:
+    """(windows, frames_per_window, features); short clips are zero-padded (zero = the mean after normalising)."""
+    n, f = feats.shape
+    if n < frames_per_window:
+        out = np.zeros((1, frames_per_window, f), dtype=np.float32)
+        out[0, :n] = feats
+        return out
+    starts = window_starts(n, frames_per_window, hop_frames)
+    return np.stack([feats[s : s + frames_per_window] for s in starts]).astype(np.float32, copy=False)

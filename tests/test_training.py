@@ -1,0 +1,122 @@
+"""Real training runs through the real CLI on speech-like audio the tests synthesize."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import assert_one_line_error, run_cli
+from synth import make_ravdess_like
+
+pytest.importorskip("tensorflow")
+
+from edge.spec import ModelSpec  # noqa: E402
+from trainer.train import DEFAULT_FEATURES  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_ravdess_like(tmp_path_factory.mktemp("synth"), range(1, 9), takes=4)
+
+
+@pytest.fixture(scope="module")
+def run_dir(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    proc = run_cli(
+        "train",
+        str(corpus),
+        "--val-speakers",
+        "07,08",
+        "--epochs",
+        "14",
+        "--min-epochs",
+        "4",
+        "--batch-size",
+        "8",
+        "--window-s",
+        "1.0",
+        "--out",
+        str(out),
+        "--cache",
+        str(tmp_path_factory.mktemp("cache")),
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    assert "speaker-independent" in proc.stdout.decode()
+    return out
+
+
+def test_short_training_beats_chance_and_writes_a_complete_run(run_dir):
+    for name in (
+        "model.keras",
+        "model.json",
+        "metrics.json",
+        "history.json",
+        "training_curves.png",
+        "confusion_matrix.png",
+    ):
+        assert (run_dir / name).stat().st_size > 0, name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.8, metrics["accuracy"]  # chance is 1/3
+    assert metrics["protocol"]["kind"] == "speaker-independent"
+    assert metrics["protocol"]["val_speakers"] == ["ravdess:07", "ravdess:08"]
+    assert set(metrics["per_speaker"]) == {"ravdess:07", "ravdess:08"}
+    assert {"precision", "recall", "f1"} <= set(metrics["per_class"]["happy"])
+    spec = ModelSpec.load(run_dir / "model.json")
+    assert spec.labels == ("neutral", "happy", "angry")
+    assert spec.features == DEFAULT_FEATURES
+    assert spec.frames_per_window == 99
+    train_speakers = spec.info["training"]["protocol"]["train_speakers"]
+    assert "ravdess:07" not in train_speakers and len(train_speakers) == 6
+    assert spec.info["training"]["parameters"] <= 150_000
+
+
+def test_evaluate_gives_the_same_numbers_for_keras_and_tflite(run_dir, corpus, tmp_path):
+    import keras
+    import tensorflow as tf
+
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    (tmp_path / "float.tflite").write_bytes(tflite)
+    shutil.copy(run_dir / "model.json", tmp_path / "float.json")
+    reports = []
+    for model_path in (run_dir, run_dir / "model.keras", tmp_path / "float.tflite"):
+        proc = run_cli("evaluate", str(model_path), str(corpus), "--speakers", "07,08", "--json", "--no-cache")
+        assert proc.returncode == 0, proc.stderr.decode()
+        reports.append(json.loads(proc.stdout))
+    keras_rep, _, tfl_rep = reports
+    assert tfl_rep["model"]["kind"].startswith("tflite float")
+    assert keras_rep["confusion_matrix"] == tfl_rep["confusion_matrix"]
+    assert keras_rep["accuracy"] == tfl_rep["accuracy"] == reports[1]["accuracy"]
+    assert keras_rep["log_loss"] == pytest.approx(tfl_rep["log_loss"], abs=1e-4)
+    assert keras_rep["protocol"]["kind"] == "speaker-independent"
+    # Training speakers are flagged: the number would not be honest otherwise.
+    proc = run_cli("evaluate", str(run_dir), str(corpus), "--speakers", "01,07", "--json", "--no-cache")
+    assert json.loads(proc.stdout)["protocol"]["kind"] == "speaker-dependent"
+
+
+def test_predict_json_lines(run_dir, corpus):
+    proc = run_cli("predict", str(run_dir), str(corpus / "Actor_07"), "--json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    rows = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert len(rows) == 12
+    for r in rows:
+        assert set(r) == {"file", "emotion", "confidence", "probabilities"}
+        assert r["emotion"] in ("neutral", "happy", "angry")
+        assert abs(sum(r["probabilities"].values()) - 1) < 1e-3
+        assert r["confidence"] == max(r["probabilities"].values())
+    correct = sum(
+        r["emotion"] == {"01": "neutral", "03": "happy", "05": "angry"}[r["file"].split("/")[-1][6:8]] for r in rows
+    )
+    assert correct >= 9
+
+
+def test_predict_and_evaluate_bad_inputs(run_dir, tmp_path):
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    assert_one_line_error(run_cli("predict", str(run_dir), str(tmp_path / "bad.wav")), "bad.wav", "not a WAV")
+    assert_one_line_error(run_cli("predict", str(tmp_path / "nomodel"), str(tmp_path)), "nomodel", "no such model")
+    (tmp_path / "m.tflite").write_bytes(b"junk")
+    assert_one_line_error(run_cli("predict", str(tmp_path / "m.tflite"), str(tmp_path)), "m.json", "spec not found")

@@ -1,0 +1,73 @@
+"""Clip-level classification for any saved model (Keras or TFLite): windows in, averaged probabilities out.
+
+One code path for training's validation, `serkit evaluate`, `serkit predict` and
+the converter's parity gate, so their numbers are comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import SerkitError
+from edge.spec import ModelSpec, spec_path_for
+from edge.windows import clip_windows
+
+WindowPredictor = Callable[[np.ndarray], np.ndarray]
+
+
+def clip_probabilities(predict: WindowPredictor, feats: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:
+    """Each clip's probability vector: the mean over its windows (raw features in, normalised here)."""
+    per_clip = [clip_windows(spec.normalise(np.asarray(f)), spec.frames_per_window, spec.hop_frames) for f in feats]
+    if not per_clip:
+        return np.zeros((0, len(spec.labels)), np.float32)
+    counts = [len(w) for w in per_clip]
+    probs = predict(np.concatenate(per_clip))
+    out, i = [], 0
+    for n in counts:
+        out.append(probs[i : i + n].mean(axis=0))
+        i += n
+    return np.stack(out)
+
+
+def keras_predictor(model) -> WindowPredictor:  # noqa: ANN001
+    def predict(windows: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(windows, batch_size=256, verbose=0), dtype=np.float32)
+
+    return predict
+
+
+def resolve_model(path: str | Path) -> tuple[Path, Path]:
+    """(model file, spec file) for a run folder, a .keras or a .tflite path."""
+    p = Path(path)
+    if p.is_dir():
+        candidates = sorted(p.glob("*.keras")) or sorted(p.glob("*.tflite"))
+        if not candidates:
+            raise SerkitError(f"{p}: no .keras or .tflite model in this folder")
+        p = candidates[0]
+    if not p.exists():
+        raise SerkitError(f"{p}: no such model file")
+    if p.suffix not in (".keras", ".tflite"):
+        raise SerkitError(f"{p}: expected a .keras or .tflite model (or a run folder)")
+    return p, spec_path_for(p)
+
+
+def load_predictor(path: str | Path, threads: int = 1) -> tuple[ModelSpec, WindowPredictor, str]:
+    """Spec, window predictor and a description ('keras' / 'tflite int8 (ai_edge_litert)')."""
+    model_path, spec_path = resolve_model(path)
+    spec = ModelSpec.load(spec_path)
+    if model_path.suffix == ".tflite":
+        from edge.runtime import TFLiteModel
+
+        m = TFLiteModel(model_path, spec, threads=threads)
+        kind = "int8" if m.input_dtype == np.int8 else "float"
+        return spec, m.predict, f"tflite {kind} ({m.backend})"
+    import keras
+
+    try:
+        model = keras.saving.load_model(model_path, compile=False)
+    except (ValueError, OSError) as exc:
+        raise SerkitError(f"{model_path}: cannot load Keras model ({str(exc).splitlines()[0]})") from None
+    return spec, keras_predictor(model), "keras"

@@ -1,0 +1,280 @@
+"""`serkit train`, `serkit evaluate`, `serkit predict`. Heavy imports happen inside the handlers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import SerkitError
+
+PRESET_HELP = (
+    "labels to keep/merge: 'all' (default), 'common6', 'neutral,happy,sad', 'calm=neutral' (combine with commas)"
+)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    from trainer.corpora import DATASETS
+
+    p.add_argument("--dataset", default="auto", choices=DATASETS, help="naming scheme (default: detect per folder)")
+    p.add_argument("--labels", help=PRESET_HELP)
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202
+    from trainer import corpora
+
+    clips = corpora.load_corpora(args.data, args.dataset)
+    mapping = corpora.parse_label_map(args.labels, {c.label for c in clips})
+    return corpora.apply_labels(clips, mapping)
+
+
+def _cache(args: argparse.Namespace) -> Path | None:
+    from trainer.data import default_cache_dir
+
+    if args.no_cache:
+        return None
+    return Path(args.cache) if args.cache else default_cache_dir()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from serkit.cli import require_extra
+
+    require_extra("train", "tensorflow", "keras", "matplotlib")
+    from trainer import corpora
+    from trainer.data import Augment
+    from trainer.metrics import describe_protocol, format_report
+    from trainer.model import ModelConfig
+    from trainer.splits import clip_split, parse_speakers, speaker_folds, speaker_split
+    from trainer.train import TrainOptions, train_run
+
+    clips = _load(args)
+    labels = corpora.label_order(clips)
+    if len(labels) < 2:
+        raise SerkitError(f"training needs at least 2 labels, the data has {labels}")
+    options = TrainOptions(
+        model=replace(ModelConfig(), rnn=args.rnn, rnn_units=args.units),
+        augment=Augment(
+            noise=not args.no_noise, gain=not args.no_gain, shift=not args.no_shift, specaugment=not args.no_specaugment
+        ),
+        window_s=args.window_s,
+        hop_s=args.hop_s,
+        epochs=args.epochs,
+        min_epochs=min(args.min_epochs, args.epochs),
+        patience=args.patience,
+        batch_size=args.batch_size,
+        monitor=args.monitor,
+        seed=args.seed,
+    )
+    out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+    summary = corpora.summary(clips)
+    print(
+        f"data: {summary['clips']} clips, {summary['speakers']} speakers, labels {', '.join(labels)}", file=sys.stderr
+    )
+    if args.folds:
+        reports = []
+        for split in speaker_folds(clips, args.folds, seed=args.seed):
+            fold = split.protocol["fold"]
+            print(f"--- fold {fold}/{args.folds}: {describe_protocol(split.protocol)}", file=sys.stderr)
+            rep, _ = train_run(split, labels, options, out / f"fold{fold}", _cache(args), summary)
+            reports.append(rep)
+        keys = ("accuracy", "macro_f1", "uar")
+        cv = {
+            "protocol": {"kind": "k-fold", "folds": args.folds, "held_out_speakers": "every speaker once"},
+            **{k: float(np.mean([r[k] for r in reports])) for k in keys},
+            **{f"{k}_std": float(np.std([r[k] for r in reports])) for k in keys},
+            "per_fold": [
+                {k: r[k] for k in (*keys, "clips")} | {"speakers": r["protocol"]["held_out_speakers"]} for r in reports
+            ],
+        }
+        (out / "cv_metrics.json").write_text(json.dumps(cv, indent=2) + "\n")
+        print(
+            f"cross-validation ({describe_protocol(reports[0]['protocol'])}): accuracy {cv['accuracy'] * 100:.1f}% "
+            f"± {cv['accuracy_std'] * 100:.1f}, UAR {cv['uar'] * 100:.1f}% ± {cv['uar_std'] * 100:.1f}  -> {out}"
+        )
+        return 0
+    if args.clip_split:
+        print(
+            "warning: --clip-split mixes speakers between train and validation; every number is speaker-dependent",
+            file=sys.stderr,
+        )
+        split = clip_split(clips, seed=args.seed)
+    else:
+        split = speaker_split(
+            clips, parse_speakers(args.val_speakers), parse_speakers(args.test_speakers), seed=args.seed
+        )
+    rep, spec = train_run(split, labels, options, out, _cache(args), summary)
+    if split.test:
+        import keras
+
+        from trainer.classify import keras_predictor
+        from trainer.evaluate import evaluate_clips
+
+        model = keras.saving.load_model(out / "model.keras", compile=False)
+        protocol = {**split.protocol, "role": "test", "held_out_speakers": split.protocol["test_speakers"]}
+        test = evaluate_clips(keras_predictor(model), spec, split.test, protocol, _cache(args))
+        (out / "test_metrics.json").write_text(json.dumps(test, indent=2) + "\n")
+        print(format_report(test, "test"), file=sys.stderr)
+    print(
+        f"validation accuracy {rep['accuracy'] * 100:.1f}%, UAR {rep['uar'] * 100:.1f}% "
+        f"({describe_protocol(rep['protocol'])}) -> {out}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from trainer.classify import load_predictor
+    from trainer.evaluate import evaluate_clips, protocol_for
+    from trainer.metrics import format_report
+    from trainer.splits import parse_speakers
+
+    spec, predict, kind = load_predictor(args.model, threads=args.threads)
+    clips = _load(args)
+    wanted = parse_speakers(args.speakers)
+    if wanted:
+        from trainer.splits import _resolve
+
+        keep = _resolve(wanted, {c.speaker for c in clips}, "--speakers")
+        clips = [c for c in clips if c.speaker in keep]
+    unknown = sorted({c.label for c in clips} - set(spec.labels))
+    if unknown:
+        print(
+            f"note: skipping clips labelled {', '.join(unknown)} (not among the model's labels; map them with "
+            "--labels, e.g. calm=neutral)",
+            file=sys.stderr,
+        )
+        clips = [c for c in clips if c.label in spec.labels]
+    if not clips:
+        raise SerkitError("no clips left to evaluate")
+    report = evaluate_clips(predict, spec, clips, protocol_for(spec, clips), _cache(args))
+    report["model"] = {"path": str(args.model), "kind": kind}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report, f"{args.model} ({kind})"))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from edge.audio import read_wav
+    from edge.features import mfcc
+    from trainer.classify import clip_probabilities, load_predictor
+
+    spec, predict, _ = load_predictor(args.model, threads=args.threads)
+    target = Path(args.path)
+    if target.is_dir():
+        files = sorted(p for p in target.rglob("*") if p.suffix.lower() == ".wav")
+        if not files:
+            raise SerkitError(f"{target}: no .wav files")
+    elif target.exists():
+        files = [target]
+    else:
+        raise SerkitError(f"{target}: no such file or folder")
+    failed = 0
+    for f in files:
+        try:
+            signal, _ = read_wav(f, spec.features.sample_rate)
+        except SerkitError as exc:
+            if len(files) == 1:
+                raise
+            print(f"serkit: skipped {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        probs = clip_probabilities(predict, [mfcc(signal, spec.features)], spec)[0]
+        best = int(probs.argmax())
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "file": str(f),
+                        "emotion": spec.labels[best],
+                        "confidence": round(float(probs[best]), 4),
+                        "probabilities": {lab: round(float(p), 4) for lab, p in zip(spec.labels, probs, strict=True)},
+                    }
+                ),
+                flush=True,
+            )
+        else:
+            print(f"{f}: {spec.labels[best]} ({probs[best] * 100:.0f}%)", flush=True)
+    return 1 if failed else 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache", help="feature cache folder (default: ~/.cache/serkit)")
+    p.add_argument("--no-cache", action="store_true", help="compute features without the disk cache")
+
+
+def register_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a CNN-LSTM on labelled speech, validated on held-out speakers",
+        description="Train the CNN-LSTM. Splits are by speaker; every printed accuracy names its protocol.",
+    )
+    p.add_argument("data", nargs="+", help="corpus folder(s) or CSV manifest(s); several combine")
+    _add_data_args(p)
+    p.add_argument("--val-speakers", help="comma-separated validation speakers (e.g. 17,18 or ravdess:17)")
+    p.add_argument("--test-speakers", help="comma-separated test speakers, never used for training or stopping")
+    p.add_argument("--folds", type=int, help="k-fold cross-validation by speaker instead of one split")
+    p.add_argument(
+        "--clip-split",
+        action="store_true",
+        help="random split by clip (speaker-DEPENDENT, optimistic; every number is labelled so)",
+    )
+    p.add_argument("--out", help="run folder (default: runs/<timestamp>)")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--min-epochs", type=int, default=15, help="no early stop or best-model pick before this epoch")
+    p.add_argument("--patience", type=int, default=15)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--monitor", choices=("loss", "uar"), default="loss", help="validation score for early stopping")
+    p.add_argument("--window-s", type=_positive_float, default=2.0, help="classification window (s)")
+    p.add_argument("--hop-s", type=_positive_float, default=0.5, help="hop between windows at inference (s)")
+    p.add_argument("--rnn", choices=("lstm", "gru"), default="lstm")
+    p.add_argument("--units", type=int, default=48, help="recurrent units")
+    p.add_argument("--seed", type=int, default=0)
+    for name in ("noise", "gain", "shift", "specaugment"):
+        p.add_argument(f"--no-{name}", action="store_true", help=f"switch off {name} augmentation")
+    _common(p)
+    p.set_defaults(func=cmd_train)
+
+
+def register_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics of a saved model (Keras or TFLite) on a corpus",
+        description="Accuracy, macro-F1, UAR, per-class and per-speaker, for any saved model.",
+    )
+    p.add_argument("model", help="run folder, .keras, or .tflite (with its .json beside it)")
+    p.add_argument("data", nargs="+", help="corpus folder(s) or CSV manifest(s)")
+    _add_data_args(p)
+    p.add_argument("--speakers", help="only these speakers (comma-separated)")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads")
+    _common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def register_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="emotion of one WAV or every WAV under a folder")
+    p.add_argument("model", help="run folder, .keras, or .tflite (with its .json beside it)")
+    p.add_argument("path", help="a WAV file or a folder")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object per line: {"file", "emotion", "confidence", "probabilities"}',
+    )
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_predict)

@@ -1,0 +1,245 @@
+"""Audio and features of a corpus, cached on disk, and the augmented training stream.
+
+Both caches are keyed by the file (path, size, mtime) and, for features, the
+FeatureConfig; entries are .npy files opened memory-mapped, so memory does not
+grow with the corpus. Training crops are cut from cached audio and featurised
+on the fly with edge.features, so augmentation happens where the microphone's
+variation happens: in the waveform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.audio import read_wav
+from edge.errors import SerkitError
+from edge.features import FeatureConfig, FeatureExtractor
+from edge.windows import clip_windows
+from trainer.corpora import Clip
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "serkit"
+
+
+def _progress(items: Sequence, desc: str) -> Iterator:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iter(items)
+    return iter(tqdm(items, desc=desc, unit="clip", file=sys.stderr, leave=False, disable=len(items) < 50))
+
+
+class ClipStore:
+    """Per-clip audio (at the model's rate) and clean features, computed once and cached."""
+
+    def __init__(self, config: FeatureConfig, cache_dir: Path | None = None) -> None:
+        self.config = config
+        self.cache_dir = cache_dir
+        self._cfg_key = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        self._extractor = FeatureExtractor(config)
+        self._noise: list[np.ndarray] | None = None
+
+    def _key(self, path: Path) -> str:
+        st = path.stat()
+        return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+
+    def _cached(self, kind: str, path: Path, compute: callable) -> np.ndarray:
+        if self.cache_dir is None:
+            return compute()
+        key = self._key(path)
+        target = self.cache_dir / kind / key[:2] / f"{key}.npy"
+        if target.exists():
+            try:
+                return np.load(target, mmap_mode="r")
+            except (ValueError, OSError):
+                target.unlink(missing_ok=True)  # a torn write from an interrupted run: recompute
+        arr = compute()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, arr)
+        os.replace(tmp, target)
+        return np.load(target, mmap_mode="r")
+
+    def audio(self, clip: Clip) -> np.ndarray:
+        rate = self.config.sample_rate
+        return self._cached(f"audio-{rate}", clip.path, lambda: read_wav(clip.path, rate)[0])
+
+    def features(self, clip: Clip) -> np.ndarray:
+        return self._cached(
+            f"features-{self._cfg_key}", clip.path, lambda: self._extractor.extract(np.asarray(self.audio(clip)))
+        )
+
+    def noisy_features(self, clip: Clip, variant: int, snr_db: tuple[float, float]) -> np.ndarray:
+        """Features of the clip mixed with noise; colour, offset and SNR are seeded by (file, variant)."""
+
+        def compute() -> np.ndarray:
+            rng = np.random.default_rng([variant, *clip.path.name.encode()])
+            x = np.asarray(self.audio(clip), dtype=np.float64)
+            rms = np.sqrt(np.mean(x**2)) + 1e-9
+            src = self._noise_bank()[int(rng.integers(3))]
+            at = int(rng.integers(0, max(1, len(src) - len(x))))
+            noise = np.resize(src[at : at + len(x)], len(x))
+            snr = rng.uniform(*snr_db)
+            return self._extractor.extract(x + noise * (rms / 10 ** (snr / 20)))
+
+        kind = f"features-{self._cfg_key}-noise{variant}-{snr_db[0]:g}-{snr_db[1]:g}"
+        return self._cached(kind, clip.path, compute)
+
+    def _noise_bank(self) -> list[np.ndarray]:
+        if self._noise is None:
+            self._noise = noise_bank(30.0, self.config.sample_rate, np.random.default_rng(1234))
+        return self._noise
+
+    def load(self, clips: Sequence[Clip], desc: str = "features") -> tuple[list[Clip], list[np.ndarray]]:
+        """Features of every readable clip; unreadable ones are skipped, counted and listed on stderr."""
+        ok, feats, bad = [], [], []
+        for clip in _progress(clips, desc):
+            try:
+                feats.append(self.features(clip))
+                ok.append(clip)
+            except SerkitError as exc:
+                bad.append(str(exc))
+        if bad:
+            shown = "\n  ".join(bad[:10]) + (f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else "")
+            print(f"warning: skipped {len(bad)} unreadable clip(s) of {len(clips)}:\n  {shown}", file=sys.stderr)
+        if not ok:
+            raise SerkitError(f"none of the {len(clips)} clips could be read")
+        return ok, feats
+
+
+def normalisation_stats(feats: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std over every frame of the (training speakers') clips."""
+    n = sum(len(f) for f in feats)
+    total = sum(np.asarray(f, dtype=np.float64).sum(axis=0) for f in feats)
+    mean = total / n
+    sq = sum(((np.asarray(f, dtype=np.float64) - mean) ** 2).sum(axis=0) for f in feats)
+    std = np.sqrt(sq / n)
+    return mean, np.maximum(std, 1e-6)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training-time variation, each kind switchable.
+
+    Noise is mixed into the waveform once per (clip, variant) and cached, so an
+    epoch costs feature reads, not feature extraction; gain is exact in the
+    feature domain (it only moves c0); shift is the random crop.
+    """
+
+    noise: bool = True
+    gain: bool = True
+    shift: bool = True
+    specaugment: bool = True
+    noise_variants: int = 3
+    snr_db: tuple[float, float] = (5.0, 30.0)
+    gain_db: tuple[float, float] = (-12.0, 6.0)
+    time_masks: int = 2
+    time_mask_frames: int = 15
+    freq_masks: int = 1
+    freq_mask_bins: int = 3
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def noise_bank(seconds: float, rate: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """White, pink and brown noise (unit RMS), cut into random crops later: microphones and rooms rarely hiss white."""
+    n = 1 << int(np.ceil(np.log2(seconds * rate)))
+    bank = []
+    for slope in (0.0, 0.5, 1.0):
+        spec = np.fft.rfft(rng.standard_normal(n))
+        f = np.arange(len(spec), dtype=np.float64)
+        f[0] = 1.0
+        x = np.fft.irfft(spec / f**slope, n)
+        bank.append((x / np.sqrt(np.mean(x**2))).astype(np.float32))
+    return bank
+
+
+class TrainingStream:
+    """Endless batches of (windows, labels, weights) from random crops of the training clips."""
+
+    def __init__(
+        self,
+        store: ClipStore,
+        clips: Sequence[Clip],
+        labels: Sequence[int],
+        mean: np.ndarray,
+        std: np.ndarray,
+        frames_per_window: int,
+        batch_size: int,
+        class_weights: np.ndarray,
+        augment: Augment,
+        seed: int,
+    ) -> None:
+        self.store, self.clips, self.labels = store, list(clips), np.asarray(labels)
+        self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
+        self.T = frames_per_window
+        self.batch_size = batch_size
+        self.class_weights = class_weights.astype(np.float32)
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+        c = store.config
+        # A gain of g dB adds g/10*ln(10) to log energy; without append_energy c0 is the orthonormal DCT's
+        # first row over log filterbank energies, which moves by that times sqrt(nfilt).
+        self.c0_per_db = np.log(10) / 10 * (1.0 if c.append_energy else np.sqrt(c.nfilt))
+
+    def _crop(self, i: int) -> np.ndarray:
+        """Normalised (T, F) features of one augmented crop of training clip i."""
+        a, rng, T = self.augment, self.rng, self.T
+        clip = self.clips[i]
+        variant = int(rng.integers(0, a.noise_variants + 1)) if a.noise else 0
+        feats = self.store.noisy_features(clip, variant, a.snr_db) if variant else self.store.features(clip)
+        if len(feats) > T:
+            start = int(rng.integers(0, len(feats) - T + 1)) if a.shift else (len(feats) - T) // 2
+            feats = feats[start : start + T]
+        feats = np.array(feats, dtype=np.float32)
+        if a.gain:
+            feats[:, 0] += self.c0_per_db * rng.uniform(*a.gain_db)
+        window = clip_windows((feats - self.mean) / self.std, T, T)[0]
+        if a.specaugment:
+            for _ in range(a.time_masks):
+                w = int(rng.integers(0, a.time_mask_frames + 1))
+                s = int(rng.integers(0, max(1, T - w)))
+                window[s : s + w] = 0.0
+            for _ in range(a.freq_masks):
+                w = int(rng.integers(0, a.freq_mask_bins + 1))
+                s = int(rng.integers(0, max(1, window.shape[1] - w)))
+                window[:, s : s + w] = 0.0
+        return window
+
+    def prepare(self) -> None:
+        """Compute (or find cached) every noisy variant up front, with a progress bar."""
+        if self.augment.noise:
+            jobs = [(c, v) for c in self.clips for v in range(1, self.augment.noise_variants + 1)]
+            for c, v in _progress(jobs, "noisy variants"):
+                self.store.noisy_features(c, v, self.augment.snr_db)
+
+    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        n = len(self.clips)
+        while True:
+            order = self.rng.permutation(n)
+            for i in range(0, n - self.batch_size + 1 if n >= self.batch_size else 1, self.batch_size):
+                idx = order[i : i + self.batch_size]
+                x = np.stack([self._crop(j) for j in idx])
+                y = self.labels[idx]
+                yield x, y.astype(np.int32), self.class_weights[y]
+
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.clips) // self.batch_size)
+
+
+def class_weights(labels: Sequence[int], n_classes: int) -> np.ndarray:
+    """Inverse-frequency weights, mean 1 over the training clips."""
+    counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
+    return w

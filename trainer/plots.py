@@ -1,0 +1,68 @@
+"""PNG plots a person would rather look at than read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():  # noqa: ANN202
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def training_curves(history: dict[str, list[float]], path: Path, title: str) -> None:
+    plt = _pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    a.plot(epochs, history["loss"], label="train (augmented crops)")
+    a.plot(epochs, history["val_loss"], label="validation speakers (clips)")
+    a.set_xlabel("epoch")
+    a.set_ylabel("cross-entropy")
+    a.legend()
+    b.plot(epochs, np.array(history["accuracy"]) * 100, label="train accuracy")
+    b.plot(epochs, np.array(history["val_accuracy"]) * 100, label="val accuracy")
+    b.plot(epochs, np.array(history["val_uar"]) * 100, label="val UAR")
+    if "best_epoch" in history:
+        for ax in (a, b):
+            ax.axvline(history["best_epoch"][0], color="grey", ls="--", lw=1)
+    b.set_xlabel("epoch")
+    b.set_ylabel("%")
+    b.legend()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def confusion_matrix_png(cm: Sequence[Sequence[int]], labels: Sequence[str], path: Path, title: str) -> None:
+    plt = _pyplot()
+    cm = np.asarray(cm, dtype=np.float64)
+    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(labels), 0.8 + 0.7 * len(labels)))
+    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(
+                j,
+                i,
+                f"{int(cm[i, j])}",
+                ha="center",
+                va="center",
+                color="white" if rows[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

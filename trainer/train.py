@@ -1,0 +1,193 @@
+"""One training run: speaker-held-out validation, early stopping, and a run folder with model, spec, metrics, plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.features import FeatureConfig
+from edge.spec import ModelSpec
+from trainer import corpora, plots
+from trainer.classify import clip_probabilities, keras_predictor
+from trainer.corpora import Clip
+from trainer.data import Augment, ClipStore, TrainingStream, class_weights, normalisation_stats
+from trainer.metrics import describe_protocol, evaluate_predictions, format_report
+from trainer.model import ModelConfig, build_model
+from trainer.splits import Split
+
+# The shipped model's features: 20 cepstra over 40 mel bands with log energy in c0;
+# no deltas (the convolutions see neighbouring frames, and the streaming path stays lean).
+DEFAULT_FEATURES = FeatureConfig(numcep=20, nfilt=40, lowfreq=50.0, delta_order=0)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    features: FeatureConfig = DEFAULT_FEATURES
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: Augment = field(default_factory=Augment)
+    window_s: float = 2.0
+    hop_s: float = 0.5
+    batch_size: int = 32
+    epochs: int = 60
+    min_epochs: int = 15
+    patience: int = 15
+    learning_rate: float = 2e-3
+    label_smoothing: float = 0.05
+    monitor: str = "loss"  # "loss" (clip-level val cross-entropy) or "uar"
+    seed: int = 0
+
+    def frames_per_window(self) -> int:
+        f = self.features
+        return max(1, round((self.window_s - f.winlen) / f.winstep) + 1)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["features"] = self.features.to_dict()
+        d["model"] = self.model.to_dict()
+        d["augment"] = self.augment.to_dict()
+        return d
+
+
+def _label_indices(clips: Sequence[Clip], labels: Sequence[str]) -> np.ndarray:
+    lookup = {lab: i for i, lab in enumerate(labels)}
+    return np.array([lookup[c.label] for c in clips], dtype=np.int64)
+
+
+def train_run(
+    split: Split,
+    labels: Sequence[str],
+    options: TrainOptions,
+    out_dir: Path,
+    cache_dir: Path | None,
+    data_summary: dict | None = None,
+    verbose: bool = True,
+) -> tuple[dict, ModelSpec]:
+    """Train on split.train, stop on split.val, write everything to out_dir; returns (val report, spec)."""
+    import keras
+
+    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if verbose else (lambda *a: None)
+    keras.utils.set_random_seed(options.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = ClipStore(options.features, cache_dir)
+    train_clips, train_feats = store.load(split.train, "train features")
+    val_clips, val_feats = store.load(split.val, "validation features")
+    mean, std = normalisation_stats(train_feats)
+    T = options.frames_per_window()
+    spec = ModelSpec(
+        labels=tuple(labels),
+        features=options.features,
+        mean=mean,
+        std=std,
+        frames_per_window=T,
+        hop_s=options.hop_s,
+        threshold=0.0,
+    )
+    y_train = _label_indices(train_clips, labels)
+    y_val = _label_indices(val_clips, labels)
+    weights = class_weights(y_train, len(labels))
+    stream = TrainingStream(
+        store, train_clips, y_train, mean, std, T, options.batch_size, weights, options.augment, options.seed
+    )
+
+    stream.prepare()
+    import tensorflow as tf
+
+    F = options.features.num_features
+    dataset = tf.data.Dataset.from_generator(
+        stream.batches,
+        output_signature=(
+            tf.TensorSpec((None, T, F), tf.float32),
+            tf.TensorSpec((None,), tf.int32),
+            tf.TensorSpec((None,), tf.float32),
+        ),
+    ).prefetch(4)
+    model = build_model(T, F, len(labels), options.model)
+    steps = stream.steps_per_epoch()
+    schedule = keras.optimizers.schedules.CosineDecay(
+        options.learning_rate, decay_steps=steps * options.epochs, alpha=0.05
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
+        metrics=["accuracy"],
+    )
+    n_cls = len(labels)
+    dataset = dataset.map(lambda x, y, w: (x, tf.one_hot(y, n_cls), w))
+    protocol = split.protocol
+    log(f"model: {model.count_params():,} parameters; window {spec.window_s:.2f} s = {T} frames x {F} features")
+    log(
+        f"train: {len(train_clips)} clips from {len(set(c.speaker for c in train_clips))} speakers; "
+        f"validation: {len(val_clips)} clips, {describe_protocol(protocol)}"
+    )
+
+    predictor = keras_predictor(model)
+    history: dict[str, list[float]] = {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "val_uar")}
+    best = {"score": math.inf, "epoch": 0, "weights": None}
+    started = time.time()
+    for epoch in range(1, options.epochs + 1):
+        h = model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+        probs = clip_probabilities(predictor, val_feats, spec)
+        rep = evaluate_predictions(probs, y_val, [c.speaker for c in val_clips], labels, protocol)
+        history["loss"].append(float(h.history["loss"][-1]))
+        history["accuracy"].append(float(h.history["accuracy"][-1]))
+        history["val_loss"].append(rep["log_loss"])
+        history["val_accuracy"].append(rep["accuracy"])
+        history["val_uar"].append(rep["uar"])
+        score = rep["log_loss"] if options.monitor == "loss" else -rep["uar"]
+        mark = ""
+        if epoch >= options.min_epochs and score < best["score"]:
+            best = {"score": score, "epoch": epoch, "weights": model.get_weights()}
+            mark = "  *best"
+        log(
+            f"epoch {epoch:3d}/{options.epochs}  train loss {history['loss'][-1]:.3f} acc {history['accuracy'][-1]:.3f}"
+            f"  | val loss {rep['log_loss']:.3f} acc {rep['accuracy'] * 100:5.1f}% UAR {rep['uar'] * 100:5.1f}%"
+            f"  [{time.time() - started:5.0f} s]{mark}"
+        )
+        if best["epoch"] and epoch - best["epoch"] >= options.patience:
+            log(f"early stop: no better validation {options.monitor} for {options.patience} epochs")
+            break
+    if best["weights"] is None:  # fewer epochs than min_epochs: keep the last
+        best = {"score": score, "epoch": epoch, "weights": model.get_weights()}
+    model.set_weights(best["weights"])
+    history["best_epoch"] = [best["epoch"]]
+    elapsed = time.time() - started
+
+    probs = clip_probabilities(predictor, val_feats, spec)
+    report = evaluate_predictions(probs, y_val, [c.speaker for c in val_clips], labels, protocol)
+    report["best_epoch"] = best["epoch"]
+    report["train_seconds"] = round(elapsed, 1)
+
+    info = {
+        "training": {
+            "protocol": protocol,
+            "protocol_description": describe_protocol(protocol),
+            "options": options.to_dict(),
+            "parameters": int(model.count_params()),
+            "best_epoch": best["epoch"],
+            "train_seconds": round(elapsed, 1),
+            "data": data_summary or corpora.summary(list(split.train) + list(split.val) + list(split.test)),
+        },
+        "validation": {k: report[k] for k in ("accuracy", "macro_f1", "uar", "clips")},
+    }
+    spec = ModelSpec(**{**spec.__dict__, "info": info, "model_file": "model.keras"})
+    model.save(out_dir / "model.keras")
+    spec.save(out_dir / "model.json")
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    title = f"{describe_protocol(protocol)}"
+    plots.training_curves(history, out_dir / "training_curves.png", title)
+    plots.confusion_matrix_png(
+        report["confusion_matrix"],
+        labels,
+        out_dir / "confusion_matrix.png",
+        f"val accuracy {report['accuracy'] * 100:.1f}%, UAR {report['uar'] * 100:.1f}% — {title}",
+    )
+    log(format_report(report, f"validation (best epoch {best['epoch']}, {elapsed:.0f} s)"))
+    return report, spec
