@@ -7,6 +7,7 @@ wheels for 32-bit Raspberry Pi OS), then full TensorFlow's tf.lite.
 from __future__ import annotations
 
 import importlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from edge.spec import ModelSpec
 BACKENDS = (
     ("ai_edge_litert", "ai_edge_litert.interpreter"),
     ("tflite_runtime", "tflite_runtime.interpreter"),
-    ("tensorflow", "tensorflow.lite"),
+    ("tensorflow", "tensorflow.lite.python.interpreter"),
 )
 
 
@@ -29,7 +30,9 @@ def interpreter_class(prefer: str | None = None) -> tuple[Any, str]:
         if prefer and name != prefer:
             continue
         try:
-            mod = importlib.import_module(module)
+            with warnings.catch_warnings():  # tf.lite's deprecation notice: this is the documented last resort
+                warnings.simplefilter("ignore")
+                mod = importlib.import_module(module)
         except ImportError as exc:
             errors.append(f"{name}: {exc}")
             continue
@@ -48,7 +51,9 @@ class TFLiteModel:
         self.spec = spec
         cls, self.backend = interpreter_class(backend)
         try:
-            self.interp = cls(model_path=str(self.path), num_threads=threads)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.interp = cls(model_path=str(self.path), num_threads=threads)
             self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise SerkitError(f"{self.path}: cannot load TFLite model ({str(exc).splitlines()[0]})") from None

@@ -82,9 +82,10 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
 
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
+    from convert.commands import register_convert
     from trainer.commands import register_evaluate, register_predict, register_train
 
-    return [register_train, register_evaluate, register_predict, _add_features]
+    return [register_train, register_evaluate, register_predict, register_convert, _add_features]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,3 +84,52 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> s
     for n in needles:
         assert n in lines[0], f"{n!r} not in {lines[0]!r}"
     return lines[0]
+
+
+def assert_error_last_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """For commands that show progress first: non-zero exit, no traceback, and one closing error line."""
+    err = proc.stderr.decode()
+    assert proc.returncode != 0, f"expected failure, got rc=0; stderr={err!r}"
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("serkit: error: "), last
+    for n in needles:
+        assert n in last, f"{n!r} not in {last!r}"
+    return last
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """A small RAVDESS-named corpus of synthetic speech: 8 speakers x 3 emotions x 4 takes."""
+    from synth import make_ravdess_like
+
+    return make_ravdess_like(tmp_path_factory.mktemp("synth"), range(1, 9), takes=4)
+
+
+@pytest.fixture(scope="session")
+def run_dir(corpus, tmp_path_factory) -> Path:
+    """A real training run through the CLI (speakers 07 and 08 held out for validation)."""
+    pytest.importorskip("tensorflow")
+    out = tmp_path_factory.mktemp("run") / "r"
+    proc = run_cli(
+        "train",
+        str(corpus),
+        "--val-speakers",
+        "07,08",
+        "--epochs",
+        "14",
+        "--min-epochs",
+        "4",
+        "--batch-size",
+        "8",
+        "--window-s",
+        "1.0",
+        "--out",
+        str(out),
+        "--cache",
+        str(tmp_path_factory.mktemp("cache")),
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    assert "speaker-independent" in proc.stdout.decode()
+    return out

@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 from conftest import assert_one_line_error, run_cli
-from synth import make_ravdess_like
 
 pytest.importorskip("tensorflow")
 
@@ -15,38 +14,6 @@ from edge.spec import ModelSpec  # noqa: E402
 from trainer.train import DEFAULT_FEATURES  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return make_ravdess_like(tmp_path_factory.mktemp("synth"), range(1, 9), takes=4)
-
-
-@pytest.fixture(scope="module")
-def run_dir(corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "r"
-    proc = run_cli(
-        "train",
-        str(corpus),
-        "--val-speakers",
-        "07,08",
-        "--epochs",
-        "14",
-        "--min-epochs",
-        "4",
-        "--batch-size",
-        "8",
-        "--window-s",
-        "1.0",
-        "--out",
-        str(out),
-        "--cache",
-        str(tmp_path_factory.mktemp("cache")),
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    assert "speaker-independent" in proc.stdout.decode()
-    return out
 
 
 def test_short_training_beats_chance_and_writes_a_complete_run(run_dir):

@@ -240,7 +240,7 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--monitor", choices=("loss", "uar"), default="loss", help="validation score for early stopping")
-    p.add_argument("--window-s", type=_positive_float, default=2.0, help="classification window (s)")
+    p.add_argument("--window-s", type=_positive_float, default=3.0, help="classification window (s)")
     p.add_argument("--hop-s", type=_positive_float, default=0.5, help="hop between windows at inference (s)")
     p.add_argument("--rnn", choices=("lstm", "gru"), default="lstm")
     p.add_argument("--units", type=int, default=48, help="recurrent units")

@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class ModelConfig:
-    conv_filters: tuple[int, ...] = (16, 32, 48)
+    conv: str = "1d"  # "1d": time convolutions with the cepstra as channels; "2d": 3x3 over the map
+    conv_filters: tuple[int, ...] = (48, 64, 64, 64)
+    kernel: int = 5
     rnn: str = "lstm"  # or "gru"
     rnn_units: int = 48
     dropout: float = 0.3
@@ -35,15 +37,22 @@ def build_model(frames: int, n_features: int, n_classes: int, config: ModelConfi
     c = config or ModelConfig()
     reg = keras.regularizers.l2(c.l2) if c.l2 else None
     inp = keras.Input((frames, n_features), name="features")
-    x = layers.Reshape((frames, n_features, 1))(inp)
-    for filters in c.conv_filters:
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
-        pool_f = 2 if x.shape[2] >= 2 else 1
-        x = layers.MaxPooling2D((2, pool_f))(x)
-    _, t, f, ch = x.shape
-    x = layers.Reshape((t, f * ch))(x)
+    if c.conv == "1d":
+        x = inp
+        for filters in c.conv_filters:
+            x = layers.Conv1D(filters, c.kernel, padding="same", use_bias=False, kernel_regularizer=reg)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
+            x = layers.MaxPooling1D(2)(x)
+    else:
+        x = layers.Reshape((frames, n_features, 1))(inp)
+        for filters in c.conv_filters:
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
+            x = layers.MaxPooling2D((2, 2 if x.shape[2] >= 2 else 1))(x)
+        _, t, f, ch = x.shape
+        x = layers.Reshape((t, f * ch))(x)
     x = layers.Dropout(c.dropout)(x)
     rnn_cls = {"lstm": layers.LSTM, "gru": layers.GRU}[c.rnn]
     x = rnn_cls(c.rnn_units, return_sequences=True, unroll=True, kernel_regularizer=reg)(x)

@@ -22,9 +22,9 @@ from trainer.metrics import describe_protocol, evaluate_predictions, format_repo
 from trainer.model import ModelConfig, build_model
 from trainer.splits import Split
 
-# The shipped model's features: 20 cepstra over 40 mel bands with log energy in c0;
-# no deltas (the convolutions see neighbouring frames, and the streaming path stays lean).
-DEFAULT_FEATURES = FeatureConfig(numcep=20, nfilt=40, lowfreq=50.0, delta_order=0)
+# The shipped model's features: all 40 cepstra of 40 mel bands with log energy in c0; no deltas
+# (the time convolutions see neighbouring frames, and the streaming path stays lean).
+DEFAULT_FEATURES = FeatureConfig(numcep=40, nfilt=40, lowfreq=50.0, delta_order=0)
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class TrainOptions:
     features: FeatureConfig = DEFAULT_FEATURES
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: Augment = field(default_factory=Augment)
-    window_s: float = 2.0
+    window_s: float = 3.0
     hop_s: float = 0.5
     batch_size: int = 32
     epochs: int = 60
@@ -177,7 +177,10 @@ def train_run(
         "validation": {k: report[k] for k in ("accuracy", "macro_f1", "uar", "clips")},
     }
     spec = ModelSpec(**{**spec.__dict__, "info": info, "model_file": "model.keras"})
-    model.save(out_dir / "model.keras")
+    # An uncompiled twin holds the weights alone: the optimizer state would triple the file for nothing.
+    export = build_model(T, F, len(labels), options.model)
+    export.set_weights(model.get_weights())
+    export.save(out_dir / "model.keras")
     spec.save(out_dir / "model.json")
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
