@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent setup on Debian/Ubuntu: apt packages (only those missing), a virtualenv in .venv,
-# and serkit installed into it in editable mode with the extras given (default: train).
+# and serkit installed into it in editable mode with the extras given ("edge" = none, the Pi install).
 #   scripts/setup.sh [EXTRAS] [APT_PACKAGES...]     e.g. scripts/setup.sh train,mic,dev mosquitto
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,9 +32,11 @@ fi
 }
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=".venv/.serkit-installed-$extras"
+target=".[$extras]"
+[ "$extras" = edge ] && target="."
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing serkit[$extras] into .venv (first run downloads TensorFlow, ~300 MB)"
+  echo "setup: installing serkit$([ "$extras" = edge ] || echo "[$extras]") into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[$extras]"
+  .venv/bin/python -m pip install -q -e "$target"
   touch "$stamp"
 fi

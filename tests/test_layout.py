@@ -1,0 +1,50 @@
+"""The dependency direction and the edge install's promise: edge/ needs no TensorFlow, scipy or librosa."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from conftest import ROOT
+
+FORBIDDEN_IN_EDGE = {"trainer", "convert", "serkit", "tensorflow", "keras", "scipy", "librosa", "matplotlib"}
+
+
+def test_edge_imports_nothing_from_trainer_convert_or_heavy_libraries():
+    for path in sorted((ROOT / "edge").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for n in names:
+                top = n.split(".")[0]
+                # tensorflow is named only as the runtime of last resort, imported by string in runtime.py
+                assert top not in FORBIDDEN_IN_EDGE, f"{path.relative_to(ROOT)} imports {n}"
+
+
+def test_edge_runs_the_shipped_model_with_heavy_libraries_blocked():
+    code = (
+        "import sys\n"
+        "for m in ('tensorflow', 'keras', 'scipy', 'librosa', 'trainer', 'convert'): sys.modules[m] = None\n"
+        "import numpy as np\n"
+        "from edge.audio import read_wav\n"
+        "from edge.features import mfcc\n"
+        "from edge.runtime import TFLiteModel\n"
+        "from edge.spec import ModelSpec\n"
+        "from edge.windows import clip_windows\n"
+        "from models import DEFAULT_MODEL\n"
+        "spec = ModelSpec.load(DEFAULT_MODEL.with_suffix('.json'))\n"
+        "m = TFLiteModel(DEFAULT_MODEL, spec)\n"
+        "x = 0.1 * np.sin(np.arange(48000) / 7.0)\n"
+        "w = clip_windows(spec.normalise(mfcc(x, spec.features)), spec.frames_per_window, spec.hop_frames)\n"
+        "p = m.predict(w)\n"
+        "assert p.shape == (1, 8) and abs(p.sum() - 1) < 0.05, p\n"
+        "print(m.backend)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() in ("ai_edge_litert", "tflite_runtime")
