@@ -8,6 +8,7 @@ CLI can explain, and no artifact is left behind.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,6 +79,4 @@ def convert_in_subprocess(
             reason = tail[-1] if tail else f"exit status {proc.returncode}"
             raise SerkitError(f"{keras_path}: {mode} conversion failed: {reason}")
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(
-            partial, out_path
-        ) if partial.stat().st_dev == out_path.parent.stat().st_dev else out_path.write_bytes(partial.read_bytes())
+        shutil.move(partial, out_path)
