@@ -62,7 +62,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from trainer.commands import _cache
     from trainer.data import ClipStore
     from trainer.metrics import describe_protocol
-    from trainer.splits import _resolve, parse_speakers
+    from trainer.splits import parse_speakers, resolve_speakers
 
     model_path, spec_path = resolve_model(args.model)
     if model_path.suffix != ".keras":
@@ -74,7 +74,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     clips = [c for c in clips if c.label in spec.labels]
     speakers = {c.speaker for c in clips}
     held = (
-        _resolve(parse_speakers(args.speakers), speakers, "--speakers")
+        resolve_speakers(parse_speakers(args.speakers), speakers, "--speakers")
         if args.speakers
         else (set(trained.get("test_speakers") or trained.get("val_speakers") or []) & speakers)
     )
@@ -90,11 +90,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
             "pass the corpus the run was trained on"
         )
     store = ClipStore(spec.features, _cache(args))
-    lookup = {lab: i for i, lab in enumerate(spec.labels)}
     calib_clips, calib_feats = store.load([c for c in clips if c.speaker in train_speakers], "calibration features")
     par_clips, par_feats = store.load([c for c in clips if c.speaker in held], "parity features")
     calibration = representative_windows(
-        calib_feats, np.array([lookup[c.label] for c in calib_clips]), spec, args.calibration_windows, args.seed
+        calib_feats, corpora.label_indices(calib_clips, spec.labels), spec, args.calibration_windows, args.seed
     )
     name = args.name or "model-int8"
     out_dir = Path(args.out) if args.out else model_path.parent
@@ -122,7 +121,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             "tflite_float": TFLiteModel(float_path, spec).predict,
             "tflite_int8": int8.predict,
         }
-        y = [lookup[c.label] for c in par_clips]
+        y = corpora.label_indices(par_clips, spec.labels)
         reports, windows = run_parity(predictors, spec, par_feats, y, [c.speaker for c in par_clips], protocol)
         agreement = {k: compare(windows["keras_float"], windows[k]) for k in ("tflite_float", "tflite_int8")}
         # The same int8 file must decide the same under every runtime the Pi might use.

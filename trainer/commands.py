@@ -119,14 +119,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     rep, spec = train_run(split, labels, options, out, _cache(args), summary)
     if split.test:
-        import keras
-
-        from trainer.classify import keras_predictor
+        from trainer.classify import load_predictor
         from trainer.evaluate import evaluate_clips
 
-        model = keras.saving.load_model(out / "model.keras", compile=False)
+        spec, predict, _ = load_predictor(out)  # the saved files, as a user would load them
         protocol = {**split.protocol, "role": "test", "held_out_speakers": split.protocol["test_speakers"]}
-        test = evaluate_clips(keras_predictor(model), spec, split.test, protocol, _cache(args))
+        test = evaluate_clips(predict, spec, split.test, protocol, _cache(args))
         (out / "test_metrics.json").write_text(json.dumps(test, indent=2) + "\n")
         print(format_report(test, "test"), file=sys.stderr)
     print(
@@ -146,9 +144,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     clips = _load(args)
     wanted = parse_speakers(args.speakers)
     if wanted:
-        from trainer.splits import _resolve
+        from trainer.splits import resolve_speakers
 
-        keep = _resolve(wanted, {c.speaker for c in clips}, "--speakers")
+        keep = resolve_speakers(wanted, {c.speaker for c in clips}, "--speakers")
         clips = [c for c in clips if c.speaker in keep]
     unknown = sorted({c.label for c in clips} - set(spec.labels))
     if unknown:

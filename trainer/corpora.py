@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from edge.errors import SerkitError
 
 TAXONOMY = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised", "boredom")
@@ -264,6 +266,12 @@ def apply_labels(clips: Sequence[Clip], mapping: dict[str, str]) -> list[Clip]:
     if not out:
         raise SerkitError(f"--labels keeps no clips (labels present: {', '.join(sorted({c.label for c in clips}))})")
     return out
+
+
+def label_indices(clips: Iterable[Clip], labels: Sequence[str]) -> np.ndarray:
+    """Each clip's class index in the model's label order."""
+    lookup = {lab: i for i, lab in enumerate(labels)}
+    return np.array([lookup[c.label] for c in clips], dtype=np.int64)
 
 
 def label_order(clips: Iterable[Clip]) -> list[str]:

@@ -2,9 +2,9 @@
 
 Both caches are keyed by the file (path, size, mtime) and, for features, the
 FeatureConfig; entries are .npy files opened memory-mapped, so memory does not
-grow with the corpus. Training crops are cut from cached audio and featurised
-on the fly with edge.features, so augmentation happens where the microphone's
-variation happens: in the waveform.
+grow with the corpus. Noise is mixed into the waveform, where a microphone adds
+it, but once per (clip, variant) and cached; training then only crops, shifts
+gain in c0 and masks, so an epoch costs feature reads, not feature extraction.
 """
 
 from __future__ import annotations

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from edge.spec import ModelSpec
 from trainer.classify import WindowPredictor, clip_probabilities
-from trainer.corpora import Clip
+from trainer.corpora import Clip, label_indices
 from trainer.data import ClipStore
 from trainer.metrics import evaluate_predictions
 
@@ -34,7 +32,6 @@ def evaluate_clips(
 ) -> dict:
     store = ClipStore(spec.features, cache_dir)
     ok, feats = store.load(clips, "evaluate features")
-    lookup = {lab: i for i, lab in enumerate(spec.labels)}
-    y = np.array([lookup[c.label] for c in ok])
+    y = label_indices(ok, spec.labels)
     probs = clip_probabilities(predict, feats, spec)
     return evaluate_predictions(probs, y, [c.speaker for c in ok], spec.labels, protocol)

@@ -19,7 +19,7 @@ class Split:
     protocol: dict
 
 
-def _resolve(names: Sequence[str], speakers: set[str], flag: str) -> set[str]:
+def resolve_speakers(names: Sequence[str], speakers: set[str], flag: str) -> set[str]:
     """Match `01` or `ravdess:01` against the corpus-qualified speaker ids."""
     out = set()
     for n in names:
@@ -50,8 +50,8 @@ def speaker_split(
             f"a speaker-independent split needs at least 2 speakers, the data has {len(speakers)} "
             "(give speakers in a manifest or per-speaker folders, or use --clip-split for a speaker-dependent estimate)"
         )
-    test = _resolve(test_speakers, speakers, "--test-speakers")
-    val = _resolve(val_speakers, speakers, "--val-speakers")
+    test = resolve_speakers(test_speakers, speakers, "--test-speakers")
+    val = resolve_speakers(val_speakers, speakers, "--val-speakers")
     if val & test:
         raise SerkitError(f"--val-speakers and --test-speakers overlap: {', '.join(sorted(val & test))}")
     if not val:

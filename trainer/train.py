@@ -7,16 +7,13 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-
-import numpy as np
 
 from edge.features import FeatureConfig
 from edge.spec import ModelSpec
 from trainer import corpora, plots
 from trainer.classify import clip_probabilities, keras_predictor
-from trainer.corpora import Clip
 from trainer.data import Augment, ClipStore, TrainingStream, class_weights, normalisation_stats
 from trainer.metrics import describe_protocol, evaluate_predictions, format_report
 from trainer.model import ModelConfig, build_model
@@ -55,11 +52,6 @@ class TrainOptions:
         return d
 
 
-def _label_indices(clips: Sequence[Clip], labels: Sequence[str]) -> np.ndarray:
-    lookup = {lab: i for i, lab in enumerate(labels)}
-    return np.array([lookup[c.label] for c in clips], dtype=np.int64)
-
-
 def train_run(
     split: Split,
     labels: Sequence[str],
@@ -89,8 +81,8 @@ def train_run(
         hop_s=options.hop_s,
         threshold=0.0,
     )
-    y_train = _label_indices(train_clips, labels)
-    y_val = _label_indices(val_clips, labels)
+    y_train = corpora.label_indices(train_clips, labels)
+    y_val = corpora.label_indices(val_clips, labels)
     weights = class_weights(y_train, len(labels))
     stream = TrainingStream(
         store, train_clips, y_train, mean, std, T, options.batch_size, weights, options.augment, options.seed
@@ -176,7 +168,7 @@ def train_run(
         },
         "validation": {k: report[k] for k in ("accuracy", "macro_f1", "uar", "clips")},
     }
-    spec = ModelSpec(**{**spec.__dict__, "info": info, "model_file": "model.keras"})
+    spec = replace(spec, info=info, model_file="model.keras")
     # An uncompiled twin holds the weights alone: the optimizer state would triple the file for nothing.
     export = build_model(T, F, len(labels), options.model)
     export.set_weights(model.get_weights())
