@@ -83,9 +83,19 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     from convert.commands import register_convert
+    from edge.commands import register_demo, register_devices, register_run
     from trainer.commands import register_evaluate, register_predict, register_train
 
-    return [register_train, register_evaluate, register_predict, register_convert, _add_features]
+    return [
+        register_run,
+        register_devices,
+        register_demo,
+        register_train,
+        register_evaluate,
+        register_predict,
+        register_convert,
+        _add_features,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,174 @@
+"""The agent loop: source → StreamClassifier → Decider → publisher, plus stats.
+
+Everything is built and checked (model, spec, source, broker settings) before the
+first sample is read, so a bad setting fails in one line instead of mid-stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.config import AgentConfig
+from edge.decision import Decider, DecisionSettings
+from edge.errors import SerkitError
+from edge.mqtt_payloads import Topics, discovery_messages, iso_now, raw_payload, state_payload
+from edge.publisher import MqttPublisher, StdoutPublisher, parse_broker
+from edge.runtime import TFLiteModel
+from edge.spec import ModelSpec, spec_path_for
+from edge.stream import GateSettings, StreamClassifier
+
+log = logging.getLogger("serkit")
+
+
+def default_model_path() -> Path:
+    from models import DEFAULT_MODEL, MODELS_DIR
+
+    return MODELS_DIR / DEFAULT_MODEL
+
+
+def load_model(path: str, threads: int) -> TFLiteModel:
+    """The model and the spec beside it, refused with one line if the agent cannot use them."""
+    p = Path(path) if path else default_model_path()
+    if p.is_dir():
+        raise SerkitError(f"'model': {p} is a folder; give the .tflite file")
+    if p.suffix != ".tflite":
+        raise SerkitError(f"'model': {p} is not a .tflite model (convert a training run with serkit convert)")
+    if not p.exists():
+        raise SerkitError(f"'model': {p}: no such file")
+    spec_file = spec_path_for(p)
+    if not spec_file.exists():
+        raise SerkitError(f"'model': {p} has no spec beside it ({spec_file.name}); serkit convert writes both")
+    spec = ModelSpec.load(spec_file)
+    if spec.input_quant is None:
+        raise SerkitError(f"{spec_file}: not the spec of a converted .tflite model (no input quantization)")
+    return TFLiteModel(p, spec, threads=threads)
+
+
+@dataclass
+class Counters:
+    windows: int = 0
+    speech_windows: int = 0
+    states: int = 0
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, model: TFLiteModel, source: Any, publisher: Any) -> None:
+        self.config = config
+        self.model = model
+        self.spec = model.spec
+        self.source = source
+        self.publisher = publisher
+        self.device = config.effective_device_id()
+        hop = max(1, round(config.hop_s / self.spec.features.winstep)) if config.hop_s else self.spec.hop_frames
+        gate = GateSettings(
+            enabled=config.gate,
+            floor_dbfs=config.gate_dbfs,
+            snr_db=config.gate_snr_db,
+            active_fraction=config.gate_active,
+        )
+        self.classifier = StreamClassifier(model, self.spec, hop, gate)
+        threshold = self.spec.threshold if config.min_confidence < 0 else config.min_confidence
+        self.decider = Decider(
+            self.spec.labels,
+            DecisionSettings(
+                smoothing=config.smoothing,
+                min_confidence=threshold,
+                hysteresis=config.hysteresis,
+                hold=config.hold,
+                on_silence=config.on_silence,
+                state_interval_s=config.state_interval_s,
+            ),
+        )
+        self.counters = Counters()
+        self.audio_s = 0.0
+        self._started = time.monotonic()
+
+    def run(self, stop: threading.Event) -> int:
+        """Until the source ends or `stop` is set; returns the number of results not delivered."""
+        self.publisher.start()
+        log.info("listening: %s, model %s (%s)", self.source.describe(), self.model.path.name, self.model.backend)
+        next_stats = time.monotonic() + self.config.stats_interval_s
+        rate = self.spec.features.sample_rate
+        for chunk in self.source.chunks(stop):
+            self.audio_s += len(chunk) / rate
+            for w in self.classifier.push(chunk):
+                self._handle(w)
+            if self.config.stats_interval_s and time.monotonic() >= next_stats:
+                self.publisher.stats(self.stats())
+                next_stats = time.monotonic() + self.config.stats_interval_s
+        for w in self.classifier.flush():
+            self._handle(w)
+        if self.config.stats_interval_s:
+            self.publisher.stats(self.stats())
+        undelivered = self.publisher.close(self.config.flush_timeout_s)
+        if undelivered:
+            log.error(
+                "%d results could not be delivered within flush_timeout_s=%s", undelivered, self.config.flush_timeout_s
+            )
+        return undelivered
+
+    def _handle(self, w: Any) -> None:
+        self.counters.windows += 1
+        self.counters.speech_windows += int(w.speech)
+        now = iso_now()
+        if self.config.raw:
+            probs = None
+            if w.probabilities is not None:
+                probs = {lab: float(w.probabilities[i]) for i, lab in enumerate(self.spec.labels)}
+            self.publisher.raw(raw_payload(w.seq, w.start_s, w.speech, w.level_dbfs, probs, self.device, now))
+        state = self.decider.update(w)
+        if state is not None:
+            self.counters.states += 1
+            self.publisher.state(state_payload(state, self.device, self.spec.window_s, now))
+            if state.changed:
+                log.info("%s (%.0f%%) at %.1f s", state.emotion, 100 * state.confidence, state.start_s)
+
+    def stats(self) -> dict[str, Any]:
+        uptime = time.monotonic() - self._started
+        n = max(1, self.counters.windows)
+        speech = max(1, self.counters.speech_windows)
+        return {
+            "uptime_s": round(uptime, 1),
+            "audio_s": round(self.audio_s, 1),
+            "windows": self.counters.windows,
+            "windows_per_s": round(self.counters.windows / max(uptime, 1e-9), 3),
+            "speech_windows": self.counters.speech_windows,
+            "states": self.counters.states,
+            "feature_ms": round(self.classifier.feature_ms / n, 3),
+            "inference_ms": round(self.classifier.inference_ms / speech, 3),
+            "queue_depth": self.publisher.queue_depth,
+            "delivered": self.publisher.delivered,
+            "dropped": self.publisher.dropped,
+            "audio": getattr(self.source, "status", "ok"),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "timestamp": iso_now(),
+            "device": self.device,
+        }
+
+
+def make_publisher(config: AgentConfig, spec: ModelSpec, model_name: str) -> Any:
+    address = parse_broker(config.broker)
+    if address is None:
+        return StdoutPublisher()
+    device = config.effective_device_id()
+    topics = Topics(config.topic_prefix, device, config.discovery_prefix)
+    discovery = discovery_messages(topics, spec.labels, model_name) if config.discovery else None
+    return MqttPublisher(
+        address,
+        topics,
+        client_id=f"serkit-{device}",
+        discovery=discovery,
+        queue_size=config.queue_size,
+        username=config.username,
+        password=config.password,
+        ca_file=config.ca_file,
+        cert_file=config.cert_file,
+        key_file=config.key_file,
+        keepalive=config.keepalive_s,
+    )

@@ -1,0 +1,278 @@
+"""`serkit run`, `serkit devices` and `serkit demo`: the edge commands (edge install only)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.config import AgentConfig, build_config
+from edge.errors import MissingExtraError, SerkitError
+
+log = logging.getLogger("serkit")
+SAMPLES_DIR = Path(__file__).parent / "samples"
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("serkit: %(levelname)s: %(message)s"))
+    root = logging.getLogger("serkit")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: Any) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per config key, default None so the TOML file's value stands unless a flag is given."""
+    for f in fields(AgentConfig):
+        flag = "--" + f.name.replace("_", "-")
+        meta = f.metadata
+        if f.type == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meta["help"])
+        else:
+            p.add_argument(flag, default=None, metavar=f.name.upper(), help=f"{meta['help']} (default: {f.default!r})")
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {f.name: getattr(args, f.name) for f in fields(AgentConfig)}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge.agent import Agent, load_model, make_publisher
+    from edge.sources import open_source
+
+    config = build_config(args.config, _flags(args))
+    if args.print_config:
+        sys.stdout.write(config.to_toml())
+        return 0
+    setup_logging(config.log_level)
+    model = load_model(config.model, config.threads)  # before any audio is opened
+    publisher = make_publisher(config, model.spec, model.path.stem)
+    source = open_source(
+        config.source,
+        model.spec.features.sample_rate,
+        config.pace,
+        config.rate,
+        config.mic_chunk_s,
+        config.watchdog_s,
+    )
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    undelivered = Agent(config, model, source, publisher).run(stop)
+    if undelivered and not stop.is_set():
+        raise SerkitError(f"{undelivered} results were not delivered: broker {config.broker} unreachable")
+    return 0
+
+
+def register_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="the edge agent: audio → int8 model → emotion states over MQTT",
+        description=(
+            "Listen (microphone, WAV file or raw PCM on stdin), classify speech emotion with the int8 model and "
+            "publish states on <topic_prefix>/<device_id>/emotion, with Home Assistant discovery. Settings come from "
+            "--config FILE.toml, then SERKIT_<KEY> environment variables, then flags."
+        ),
+    )
+    p.add_argument("--config", help="TOML file of 'key = value' lines (see --print-config)")
+    p.add_argument("--print-config", action="store_true", help="print the effective configuration (secrets masked)")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_run)
+
+
+# -- devices ----------------------------------------------------------------------------------------------
+def cmd_devices(args: argparse.Namespace) -> int:
+    from edge.sources import input_devices, open_pyaudio
+
+    pa = open_pyaudio()
+    try:
+        devices = input_devices(pa)
+    finally:
+        pa.terminate()
+    if args.json:
+        print(json.dumps(devices, indent=2))
+        return 0
+    if not devices:
+        print("no input devices (is the microphone plugged in? is the user in the 'audio' group?)")
+        return 1
+    print(f"{'index':>5}  {'channels':>8}  {'default Hz':>10}  supported Hz (16000 is used when offered)  name")
+    for d in devices:
+        rates = ",".join(str(r) for r in d["rates"]) or "-"
+        print(f"{d['index']:>5}  {d['channels']:>8}  {d['default_rate']:>10}  {rates:<41}  {d['name']}")
+    print("use: serkit run --source mic:INDEX or mic:NAME")
+    return 0
+
+
+def register_devices(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("devices", help="list audio input devices and their sample rates")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_devices)
+
+
+# -- demo -------------------------------------------------------------------------------------------------
+def start_embedded_broker() -> tuple[int, Any]:
+    """An in-process MQTT broker (amqtt) on a free loopback port; returns (port, stop function)."""
+    try:
+        from amqtt.broker import Broker
+    except ImportError:
+        raise MissingExtraError(
+            "the demo's embedded broker needs the 'demo' extra (amqtt not installed): pip install 'serkit[demo]', "
+            "or give --broker mqtt://HOST:PORT"
+        ) from None
+    import asyncio
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ready, stopping, failed = threading.Event(), threading.Event(), []
+    config = {
+        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "sys_interval": 0,
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    }
+
+    def serve() -> None:
+        async def main() -> None:
+            broker = Broker(config)
+            await broker.start()
+            ready.set()
+            while not stopping.is_set():
+                await asyncio.sleep(0.05)
+            await broker.shutdown()
+
+        try:
+            asyncio.run(main())
+        except Exception as exc:  # reported to the main thread, which says it in one line
+            failed.append(exc)
+            ready.set()
+
+    for name in ("amqtt", "transitions", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    thread = threading.Thread(target=serve, name="serkit-demo-broker", daemon=True)
+    thread.start()
+    if not ready.wait(15) or failed:
+        raise SerkitError(f"the embedded demo broker did not start: {failed[0] if failed else 'timeout'}")
+
+    def stop() -> None:
+        stopping.set()
+        thread.join(5)
+
+    return port, stop
+
+
+def demo_clips(folder: Path, rate: int) -> list[tuple[str, np.ndarray]]:
+    from edge.audio import read_wav
+
+    paths = sorted(folder.glob("*.wav"))
+    if not paths:
+        raise SerkitError(f"{folder}: no .wav clips for the demo")
+    return [(p.name, read_wav(p, rate)[0]) for p in paths]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import paho.mqtt.client as mqtt
+
+    from edge.agent import Agent, load_model, make_publisher
+    from edge.publisher import parse_broker
+    from edge.sources import ArraySource
+
+    setup_logging("warning")
+    model = load_model(args.model or "", 1)
+    rate = model.spec.features.sample_rate
+    clips = demo_clips(Path(args.clips) if args.clips else SAMPLES_DIR, rate)
+    stop_broker = None
+    if args.broker:
+        broker = args.broker
+        address = parse_broker(broker)
+        if address is None:
+            raise SerkitError("the demo needs a broker: give --broker mqtt://HOST:PORT or leave it out")
+    else:
+        port, stop_broker = start_embedded_broker()
+        broker = f"mqtt://127.0.0.1:{port}"
+        address = parse_broker(broker)
+    device = "demo"
+    config = replace(
+        AgentConfig(), broker=broker, device_id=device, pace="fast", on_silence="silence", stats_interval_s=0
+    )
+    # One stream, the clips a second apart, as a microphone in a room would hear them.
+    gap = np.zeros(rate, np.float32)
+    spans, parts, t = [], [gap], 1.0
+    for name, x in clips:
+        spans.append((name, t, t + len(x) / rate))
+        parts += [x, gap]
+        t += (len(x) + len(gap)) / rate
+    source = ArraySource(np.concatenate(parts), rate, "fast", f"{len(clips)} demo clips")
+
+    received: list[tuple[str, bytes]] = []
+    subscribed = threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="serkit-demo-viewer")
+    sub.on_connect = lambda c, u, f, rc, p: c.subscribe(
+        [(f"serkit/{device}/#", 1), (f"homeassistant/+/{device}/+/config", 1)]
+    )
+    sub.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
+
+    def on_message(c: Any, u: Any, m: Any) -> None:
+        received.append((m.topic, m.payload))
+        print(f"{m.topic}  {m.payload.decode(errors='replace')}", flush=True)
+
+    sub.on_message = on_message
+    try:
+        try:
+            sub.connect(address.host, address.port)
+        except OSError as exc:
+            raise SerkitError(f"cannot reach the broker {broker}: {exc}") from None
+        sub.loop_start()
+        if not subscribed.wait(10):
+            raise SerkitError(f"the broker {broker} did not confirm the demo's subscription")
+        print(f"== serkit demo: {model.path.name} on {len(clips)} clips; messages as a subscriber on {broker} sees them")
+        publisher = make_publisher(config, model.spec, model.path.stem)
+        undelivered = Agent(config, model, source, publisher).run(threading.Event())
+        time.sleep(0.5)  # the last messages' way back to the viewer
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+        if stop_broker:
+            stop_broker()
+    states = [json.loads(p) for t, p in received if t == f"serkit/{device}/emotion"]
+    print("== per clip (state published while the clip played)")
+    for name, t0, t1 in spans:
+        got = [s for s in states if t0 - 0.5 <= s["offset_s"] + s["window_s"] / 2 <= t1 + 0.5 and s["emotion"] != "silence"]
+        said = ", ".join(f"{s['emotion']} {100 * s['confidence']:.0f}%" for s in got) or "no confident state"
+        print(f"  {name}: {said}")
+    if undelivered:
+        raise SerkitError(f"{undelivered} results were not delivered to {broker}")
+    return 0
+
+
+def register_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run the shipped model on bundled clips and show the MQTT messages",
+        description=(
+            "Runs the agent over the bundled sample clips and prints every MQTT message a subscriber sees "
+            "(discovery, availability, emotion states). Uses --broker, or an embedded broker it starts itself."
+        ),
+    )
+    p.add_argument("--broker", help="mqtt://HOST:PORT of a broker to use instead of the embedded one")
+    p.add_argument("--model", help="a .tflite model (default: the shipped one)")
+    p.add_argument("--clips", help="a folder of .wav clips instead of the bundled samples")
+    p.set_defaults(func=cmd_demo)

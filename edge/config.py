@@ -1,0 +1,218 @@
+"""The agent's configuration: one flat set of keys, from defaults < TOML file < environment < flags.
+
+Every key is also a command-line flag (`queue_size` ↔ `--queue-size`), so a board's
+TOML file and a one-off flag speak the same language. Secrets (the MQTT password)
+can come from the environment, which is what a systemd EnvironmentFile provides.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import socket
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from edge.errors import SerkitError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.9/3.10 on older Pi OS images
+    import tomli as tomllib
+
+ENV_PREFIX = "SERKIT_"  # SERKIT_PASSWORD, SERKIT_USERNAME, SERKIT_BROKER, ...
+MASK = "********"
+
+
+def default_device_id() -> str:
+    return clean_id(socket.gethostname()) or "serkit"
+
+
+def clean_id(text: str) -> str:
+    """Restrict to [a-zA-Z0-9_-], the characters MQTT topics and Home Assistant IDs both accept."""
+    return re.sub(r"[^a-zA-Z0-9_-]+", "_", text).strip("_")
+
+
+def _opt(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    # Audio
+    source: str = _opt("mic", "mic, mic:NAME (substring) or mic:INDEX, file:PATH.wav, or - for raw S16_LE on stdin")
+    rate: int = _opt(16000, "sample rate of raw PCM on stdin (--source -)", lo=8000, hi=192000)
+    pace: str = _opt(
+        "realtime", "file source: realtime, or fast (as fast as the CPU allows)", choices=("realtime", "fast")
+    )
+    mic_chunk_s: float = _opt(0.1, "microphone read size in seconds", lo=0.01, hi=1.0)
+    watchdog_s: float = _opt(10.0, "warn when the microphone delivers only zeros for this long (0 = off)", lo=0)
+    # Model
+    model: str = _opt("", "the .tflite model (its .json spec beside it); empty = the shipped default")
+    threads: int = _opt(1, "interpreter threads", lo=1, hi=16)
+    hop_s: float = _opt(0.0, "seconds between classification windows (0 = the model's hop)", lo=0, hi=10)
+    # Voice-activity gate
+    gate: bool = _opt(True, "classify only windows that contain speech-like energy")
+    gate_dbfs: float = _opt(-55.0, "absolute floor: quieter windows are silence (dB full scale)", lo=-120, hi=0)
+    gate_snr_db: float = _opt(10.0, "a frame is active this many dB above the tracked noise floor", lo=0, hi=60)
+    gate_active: float = _opt(0.2, "fraction of active frames a window needs to count as speech", lo=0, hi=1)
+    on_silence: str = _opt(
+        "nothing", "what to publish for silence: nothing, or silence", choices=("nothing", "silence")
+    )
+    # Decision
+    smoothing: float = _opt(
+        0.5, "weight of the newest window in the moving average of probabilities (1 = none)", lo=0.01, hi=1
+    )
+    min_confidence: float = _opt(
+        -1.0, "smoothed probability a state needs (-1 = the model's suggested threshold)", lo=-1, hi=1
+    )
+    hysteresis: float = _opt(0.1, "a new emotion must beat the current one by this much", lo=0, hi=1)
+    hold: int = _opt(2, "windows in a row a new emotion must lead before it is published", lo=1, hi=100)
+    state_interval_s: float = _opt(
+        5.0, "while speech goes on, re-publish an unchanged state this often (0 = every window)", lo=0
+    )
+    raw: bool = _opt(False, "also publish every window's unsmoothed result on <prefix>/<device>/raw")
+    # MQTT
+    broker: str = _opt(
+        "mqtt://localhost:1883", "mqtt://HOST[:PORT], mqtts://HOST[:PORT], or none (print states to stdout)"
+    )
+    device_id: str = _opt("", "names the device in every topic (default: the host name)")
+    username: str = _opt("", "MQTT user name")
+    password: str = _opt("", "MQTT password (better: SERKIT_PASSWORD in the environment)", secret=True)
+    ca_file: str = _opt("", "CA certificate for mqtts:// (default: the system's)")
+    cert_file: str = _opt("", "client certificate for mqtts:// (optional)")
+    key_file: str = _opt("", "client key for mqtts:// (optional)")
+    topic_prefix: str = _opt("serkit", "first level of every serkit topic")
+    discovery: bool = _opt(True, "publish Home Assistant MQTT discovery")
+    discovery_prefix: str = _opt("homeassistant", "Home Assistant's discovery prefix")
+    queue_size: int = _opt(
+        1000, "results kept while the broker is unreachable (then the oldest are dropped)", lo=1, hi=10_000_000
+    )
+    stats_interval_s: float = _opt(60.0, "publish stats this often (0 = never)", lo=0)
+    keepalive_s: int = _opt(30, "MQTT keepalive", lo=5, hi=3600)
+    flush_timeout_s: float = _opt(5.0, "on exit, wait this long for queued results to be delivered", lo=0)
+    # Logging
+    log_level: str = _opt("warning", "stderr log level", choices=("debug", "info", "warning", "error"))
+
+    def effective_device_id(self) -> str:
+        return self.device_id or default_device_id()
+
+    def masked(self) -> dict[str, Any]:
+        return {
+            f.name: (MASK if f.metadata.get("secret") and getattr(self, f.name) else getattr(self, f.name))
+            for f in fields(self)
+        }
+
+    def to_toml(self) -> str:
+        """The effective configuration as a TOML file that --config reads back (secrets masked)."""
+        lines = ["# serkit agent configuration (serkit run --print-config)"]
+        for f in fields(self):
+            value = self.masked()[f.name]
+            lines.append(f"# {f.metadata['help']}")
+            lines.append(f"{f.name} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+
+KEYS = {f.name: f for f in fields(AgentConfig)}
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def coerce(key: str, value: Any, where: str) -> Any:
+    """Check one key's value (from TOML, environment or a flag); a clear error names the key."""
+    f = KEYS.get(key)
+    if f is None:
+        raise SerkitError(f"{where}: unknown key '{key}' (known keys: serkit run --print-config)")
+    kind, meta = f.type, f.metadata
+    if isinstance(value, str) and kind != "str":
+        value = _parse_text(key, value, kind, where)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise SerkitError(f"{where}: '{key}' must be true or false, got {value!r}")
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SerkitError(f"{where}: '{key}' must be an integer, got {value!r}")
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SerkitError(f"{where}: '{key}' must be a number, got {value!r}")
+        value = float(value)
+    elif not isinstance(value, str):
+        raise SerkitError(f"{where}: '{key}' must be a string, got {value!r}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise SerkitError(f"{where}: '{key}' must be one of {', '.join(meta['choices'])}, got {value!r}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise SerkitError(f"{where}: '{key}' must be between {lo} and {hi}, got {value!r}")
+    return value
+
+
+def _parse_text(key: str, text: str, kind: str, where: str) -> Any:
+    if kind == "bool":
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise SerkitError(f"{where}: '{key}' must be true or false, got {text!r}")
+    try:
+        return int(text) if kind == "int" else float(text)
+    except ValueError:
+        raise SerkitError(
+            f"{where}: '{key}' must be {'an integer' if kind == 'int' else 'a number'}, got {text!r}"
+        ) from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise SerkitError(f"{p}: no such config file") from None
+    except IsADirectoryError:
+        raise SerkitError(f"{p}: is a directory, expected a TOML file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SerkitError(f"{p}: not valid TOML ({exc})") from None
+    for key, value in data.items():
+        if isinstance(value, dict):
+            raise SerkitError(f"{p}: [{key}] tables are not used; write plain 'key = value' lines")
+    return {k: coerce(k, v, str(p)) for k, v in data.items()}
+
+
+def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """SERKIT_<KEY> variables, e.g. SERKIT_PASSWORD from a systemd EnvironmentFile."""
+    env = os.environ if environ is None else environ
+    out = {}
+    for key in KEYS:
+        name = ENV_PREFIX + key.upper()
+        if name in env:
+            out[key] = coerce(key, env[name], f"environment {name}")
+    return out
+
+
+def build_config(
+    config_file: str | None = None, flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None
+) -> AgentConfig:
+    values: dict[str, Any] = {}
+    if config_file:
+        values.update(load_toml(config_file))
+    values.update(from_environment(environ))
+    for key, value in (flags or {}).items():
+        if value is not None:
+            values[key] = coerce(key, value, f"--{key.replace('_', '-')}")
+    config = replace(AgentConfig(), **values)
+    if config.device_id and clean_id(config.device_id) != config.device_id:
+        raise SerkitError(f"'device_id' may only contain letters, digits, _ and -, got {config.device_id!r}")
+    for key in ("topic_prefix", "discovery_prefix"):
+        value = getattr(config, key)
+        if not value or any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
+            raise SerkitError(f"'{key}' must be a topic level without wildcards or leading/trailing '/', got {value!r}")
+    return config

@@ -1,0 +1,259 @@
+"""Where results go: an MQTT broker (paho-mqtt 2.x), or stdout when there is no broker.
+
+The MQTT side owns delivery: results wait in a bounded queue while the broker is
+away (the oldest dropped and counted beyond the bound), at most MAX_INFLIGHT are
+handed to paho at a time, and a result counts as delivered only when its PUBACK
+arrives; paho re-sends unacknowledged QoS 1 messages after a reconnect. So within
+queue_size + MAX_INFLIGHT results, a broker outage loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from edge.errors import SerkitError
+from edge.mqtt_payloads import OFFLINE, ONLINE, Topics
+
+log = logging.getLogger("serkit")
+
+MAX_INFLIGHT = 20
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+
+    def __str__(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+def parse_broker(url: str) -> BrokerAddress | None:
+    """mqtt://HOST[:PORT] or mqtts://HOST[:PORT]; 'none' means no broker (results go to stdout)."""
+    if url.strip().lower() == "none":
+        return None
+    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or port == -1 or parts.path not in ("", "/"):
+        raise SerkitError(f"'broker' must look like mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (or none), got {url!r}")
+    tls = parts.scheme == "mqtts"
+    return BrokerAddress(parts.hostname, port or (8883 if tls else 1883), tls)
+
+
+class StdoutPublisher:
+    """No broker: one JSON line per state (and raw result) on stdout, for pipes and debugging."""
+
+    def __init__(self, out: Any = None) -> None:
+        self.out = out or sys.stdout
+        self.delivered = 0
+        self.dropped = 0
+        self.queue_depth = 0
+        self.connected = True
+
+    def start(self) -> None:
+        pass
+
+    def state(self, payload: dict[str, Any]) -> None:
+        self._line({"topic": "emotion", **payload})
+        self.delivered += 1
+
+    def raw(self, payload: dict[str, Any]) -> None:
+        self._line({"topic": "raw", **payload})
+
+    def stats(self, payload: dict[str, Any]) -> None:
+        self._line({"topic": "stats", **payload})
+
+    def close(self, timeout: float) -> int:
+        return 0
+
+    def _line(self, payload: dict[str, Any]) -> None:
+        self.out.write(json.dumps(payload) + "\n")
+        self.out.flush()
+
+
+class MqttPublisher:
+    def __init__(
+        self,
+        address: BrokerAddress,
+        topics: Topics,
+        client_id: str,
+        discovery: list[tuple[str, dict[str, Any]]] | None,
+        queue_size: int,
+        username: str = "",
+        password: str = "",
+        ca_file: str = "",
+        cert_file: str = "",
+        key_file: str = "",
+        keepalive: int = 30,
+    ) -> None:
+        import paho.mqtt.client as mqtt
+
+        self._mqtt = mqtt
+        self.address = address
+        self.topics = topics
+        self.discovery = discovery
+        self._queue: deque[dict[str, Any]] = deque()
+        self.queue_size = queue_size
+        self.delivered = 0
+        self.dropped = 0
+        self.connected = False
+        self._keepalive = keepalive
+        self._cond = threading.Condition()
+        self._inflight: set[int] = set()
+        # PUBACKs that beat the sender's bookkeeping (or belong to other messages), by arrival time.
+        self._early_acks: dict[int, float] = {}
+        self._closing = False
+        self._last_refusal: str | None = None
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        client.will_set(topics.availability, OFFLINE, qos=1, retain=True)
+        if username:
+            client.username_pw_set(username, password or None)
+        if address.tls:
+            for key, path in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
+                if path and not Path(path).is_file():
+                    raise SerkitError(f"'{key}': {path}: no such file")
+            try:
+                client.tls_set(ca_certs=ca_file or None, certfile=cert_file or None, keyfile=key_file or None)
+            except (ssl.SSLError, ValueError, OSError) as exc:
+                raise SerkitError(f"TLS settings (ca_file/cert_file/key_file) rejected: {exc}") from None
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_inflight_messages_set(MAX_INFLIGHT)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        self.client = client
+        self._sender = threading.Thread(target=self._send_loop, name="serkit-mqtt-sender", daemon=True)
+
+    # -- public -------------------------------------------------------------------------------
+    @property
+    def queue_depth(self) -> int:
+        with self._cond:
+            return len(self._queue) + len(self._inflight)
+
+    def start(self) -> None:
+        """Connect in the background: the agent starts even when the broker is down, and keeps retrying."""
+        self.client.connect_async(self.address.host, self.address.port, keepalive=self._keepalive)
+        self.client.loop_start()
+        self._sender.start()
+
+    def state(self, payload: dict[str, Any]) -> None:
+        with self._cond:
+            if len(self._queue) >= self.queue_size:
+                self._queue.popleft()
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 100 == 0:
+                    log.warning("queue full (%d results): dropped the oldest, %d so far", self.queue_size, self.dropped)
+            self._queue.append(payload)
+            self._cond.notify_all()
+
+    def raw(self, payload: dict[str, Any]) -> None:
+        if self.connected:  # a diagnostic stream: not queued
+            self.client.publish(self.topics.raw, json.dumps(payload), qos=0)
+
+    def stats(self, payload: dict[str, Any]) -> None:
+        if self.connected:
+            self.client.publish(self.topics.stats, json.dumps(payload), qos=0)
+
+    def close(self, timeout: float) -> int:
+        """Wait up to `timeout` s for queued results, announce offline, disconnect; returns results not delivered."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (self._queue or self._inflight) and time.monotonic() < deadline:
+                self._cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            self._closing = True
+            undelivered = len(self._queue) + len(self._inflight)
+            self._cond.notify_all()
+        if self.connected:
+            info = self.client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=max(0.5, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._sender.join(timeout=1)
+        return undelivered
+
+    # -- paho callbacks (network thread) ------------------------------------------------------------
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            reason = str(reason_code)
+            if reason != self._last_refusal:
+                log.warning("broker %s refused the connection: %s (retrying)", self.address, reason)
+                self._last_refusal = reason
+            return
+        self._last_refusal = None
+        log.info("connected to %s", self.address)
+        client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+        if self.discovery is not None:
+            client.subscribe(self.topics.ha_status, qos=1)
+            self._publish_discovery()
+        with self._cond:
+            self.connected = True
+            self._cond.notify_all()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        with self._cond:
+            was = self.connected
+            self.connected = False
+        if was and not self._closing:
+            log.warning("lost the broker %s (%s); queueing results and reconnecting", self.address, reason_code)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        # Called with paho's message lock held: only bookkeeping here, never client.publish().
+        with self._cond:
+            if mid in self._inflight:
+                self._inflight.discard(mid)
+                self.delivered += 1
+            else:
+                now = time.monotonic()
+                self._early_acks[mid] = now
+                # Message ids wrap after 65535 publishes; an ack older than this cannot be a pending result's.
+                for old in [m for m, t in self._early_acks.items() if now - t > 30]:
+                    del self._early_acks[old]
+            self._cond.notify_all()
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if message.topic == self.topics.ha_status and message.payload.strip() == b"online":
+            log.info("Home Assistant came online: re-publishing discovery")
+            self._publish_discovery()
+
+    def _publish_discovery(self) -> None:
+        for topic, payload in self.discovery or []:
+            self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+
+    # -- sender thread ------------------------------------------------------------------------------
+    def _send_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closing and not (self.connected and self._queue and len(self._inflight) < MAX_INFLIGHT):
+                    self._cond.wait(0.5)
+                if self._closing:
+                    return
+                payload = self._queue.popleft()
+            info = self.client.publish(self.topics.emotion, json.dumps(payload), qos=1)
+            with self._cond:
+                if info.rc not in (self._mqtt.MQTT_ERR_SUCCESS, self._mqtt.MQTT_ERR_NO_CONN):
+                    self._queue.appendleft(payload)  # paho did not take it: try again later
+                    self._cond.wait(0.2)
+                elif self._early_acks.pop(info.mid, None) is not None:
+                    self.delivered += 1
+                else:
+                    self._inflight.add(info.mid)
+                self._cond.notify_all()

@@ -1,0 +1,313 @@
+"""Audio sources: each yields float32 mono chunks at the model's sample rate until it ends or `stop` is set.
+
+mic, mic:NAME, mic:INDEX    a PyAudio input device (the [mic] extra)
+file:PATH                   a WAV file, paced in real time unless pace="fast"
+-                           raw signed 16-bit little-endian mono PCM on stdin at `rate`
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from edge.audio import read_wav
+from edge.errors import MissingExtraError, SerkitError
+from edge.resample import StreamResampler
+
+log = logging.getLogger("serkit")
+
+CANDIDATE_RATES = (16000, 48000, 44100, 32000, 22050, 8000)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    kind: str  # "mic", "file" or "stdin"
+    arg: str = ""  # device name/index, or file path
+
+
+def parse_source(text: str) -> SourceSpec:
+    if text == "-":
+        return SourceSpec("stdin")
+    if text == "mic":
+        return SourceSpec("mic")
+    kind, sep, arg = text.partition(":")
+    if sep and kind in ("mic", "file") and arg:
+        return SourceSpec(kind, arg)
+    raise SerkitError(f"'source' must be mic, mic:NAME, mic:INDEX, file:PATH or -, got {text!r}")
+
+
+# -- file ---------------------------------------------------------------------------------------------
+class ArraySource:
+    """Audio already in memory, fed in chunks; paced like a microphone unless pace="fast"."""
+
+    def __init__(
+        self, signal: np.ndarray, rate: int, pace: str = "realtime", name: str = "audio", chunk_s: float = 0.1
+    ) -> None:
+        self.signal = signal
+        self.rate = rate
+        self.pace = pace
+        self.name = name
+        self.chunk = max(1, round(chunk_s * rate))
+
+    def describe(self) -> str:
+        return f"{self.name} ({len(self.signal) / self.rate:.1f} s, pace {self.pace})"
+
+    def chunks(self, stop: threading.Event) -> Iterator[np.ndarray]:
+        t0 = time.monotonic()
+        for start in range(0, len(self.signal), self.chunk):
+            if stop.is_set():
+                return
+            if self.pace == "realtime":
+                ahead = start / self.rate - (time.monotonic() - t0)
+                if ahead > 0 and stop.wait(ahead):
+                    return
+            yield self.signal[start : start + self.chunk]
+
+
+class FileSource(ArraySource):
+    def __init__(self, path: str, rate: int, pace: str = "realtime", chunk_s: float = 0.1) -> None:
+        signal, _ = read_wav(path, rate)  # read now: a bad file fails before anything starts
+        super().__init__(signal, rate, pace, f"file {path}", chunk_s)
+
+
+# -- stdin --------------------------------------------------------------------------------------------
+class PcmStreamSource:
+    """Raw S16_LE mono PCM from a byte stream (stdin): `arecord -f S16_LE -r 16000 -c 1 | serkit run --source -`."""
+
+    def __init__(self, stream: BinaryIO, in_rate: int, rate: int, chunk_s: float = 0.1) -> None:
+        self.stream = stream
+        self.in_rate = in_rate
+        self.resampler = StreamResampler(in_rate, rate)
+        self.chunk_bytes = 2 * max(1, round(chunk_s * in_rate))
+
+    def describe(self) -> str:
+        return f"raw S16_LE PCM on stdin at {self.in_rate} Hz"
+
+    def chunks(self, stop: threading.Event) -> Iterator[np.ndarray]:
+        odd = b""
+        read = getattr(self.stream, "read1", self.stream.read)  # whatever has arrived, without waiting for a full chunk
+        while not stop.is_set():
+            data = read(self.chunk_bytes)
+            if not data:
+                break
+            data = odd + data
+            cut = len(data) - len(data) % 2
+            data, odd = data[:cut], data[cut:]
+            if data:
+                out = self.resampler.push(np.frombuffer(data, "<i2").astype(np.float32) / 32768.0)
+                if out.size:
+                    yield out
+        tail = self.resampler.flush()
+        if tail.size:
+            yield tail
+
+
+# -- microphone ---------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """PortAudio and ALSA print probing chatter straight to fd 2 while enumerating devices."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _pyaudio() -> Any:
+    try:
+        import pyaudio
+    except ImportError:
+        raise MissingExtraError(
+            "the microphone needs the 'mic' extra (pyaudio not installed): pip install 'serkit[mic]' "
+            "(on Debian/Raspberry Pi OS first: sudo apt install portaudio19-dev)"
+        ) from None
+    return pyaudio
+
+
+def open_pyaudio() -> Any:
+    pyaudio = _pyaudio()
+    with _quiet_stderr():
+        return pyaudio.PyAudio()
+
+
+def supported_rates(pa: Any, index: int, channels: int = 1) -> list[int]:
+    pyaudio = _pyaudio()
+    rates = []
+    for rate in CANDIDATE_RATES:
+        try:
+            with _quiet_stderr():
+                ok = pa.is_format_supported(
+                    rate, input_device=index, input_channels=channels, input_format=pyaudio.paInt16
+                )
+        except ValueError:
+            ok = False
+        if ok:
+            rates.append(rate)
+    return rates
+
+
+def input_devices(pa: Any) -> list[dict[str, Any]]:
+    """Every device with input channels: index, name, channels, default and supported rates."""
+    out = []
+    with _quiet_stderr():
+        infos = [pa.get_device_info_by_index(i) for i in range(pa.get_device_count())]
+    for info in infos:
+        if int(info.get("maxInputChannels", 0)) < 1:
+            continue
+        index = int(info["index"])
+        out.append(
+            {
+                "index": index,
+                "name": str(info["name"]),
+                "channels": int(info["maxInputChannels"]),
+                "default_rate": int(info["defaultSampleRate"]),
+                "rates": supported_rates(pa, index),
+            }
+        )
+    return out
+
+
+def find_device(pa: Any, wanted: str) -> dict[str, Any]:
+    """By index (all digits) or by case-insensitive name substring; '' is the system default input."""
+    devices = input_devices(pa)
+    if not devices:
+        raise SerkitError("no audio input devices found (is the microphone plugged in? see: serkit devices)")
+    if not wanted:
+        try:
+            with _quiet_stderr():
+                default = int(pa.get_default_input_device_info()["index"])
+        except (OSError, IOError):
+            default = devices[0]["index"]
+        return next((d for d in devices if d["index"] == default), devices[0])
+    if wanted.isdigit():
+        match = [d for d in devices if d["index"] == int(wanted)]
+    else:
+        match = [d for d in devices if wanted.lower() in d["name"].lower()]
+    if not match:
+        names = "; ".join(f"{d['index']}: {d['name']}" for d in devices)
+        raise SerkitError(f"'source': no input device matches {wanted!r} (inputs: {names})")
+    return match[0]
+
+
+class MicSource:
+    """A PyAudio input: 16 kHz when the device offers it, else its native rate resampled in numpy.
+
+    A watchdog warns when the device delivers only zeros (muted, or a dead USB mic) and
+    a device that disappears is looked up again by name and reopened.
+    """
+
+    def __init__(self, wanted: str, rate: int, chunk_s: float = 0.1, watchdog_s: float = 10.0) -> None:
+        self.wanted = wanted
+        self.rate = rate
+        self.chunk_s = chunk_s
+        self.watchdog_s = watchdog_s
+        self.pa = open_pyaudio()
+        self.device = find_device(self.pa, wanted)  # fails now, before the agent starts, if absent
+        self.status = "ok"
+
+    def describe(self) -> str:
+        return f"microphone {self.device['index']}: {self.device['name']}"
+
+    def _open(self) -> tuple[Any, int]:
+        pyaudio = _pyaudio()
+        rates = self.device["rates"] or [self.device["default_rate"]]
+        in_rate = self.rate if self.rate in rates else rates[0]
+        stream = self.pa.open(
+            format=pyaudio.paInt16,
+            channels=1,
+            rate=in_rate,
+            input=True,
+            input_device_index=self.device["index"],
+            frames_per_buffer=max(1, round(self.chunk_s * in_rate)),
+        )
+        return stream, in_rate
+
+    def chunks(self, stop: threading.Event) -> Iterator[np.ndarray]:
+        backoff = 1.0
+        try:
+            while not stop.is_set():
+                try:
+                    stream, in_rate = self._open()
+                except (OSError, ValueError) as exc:
+                    self.status = "lost"
+                    log.warning("cannot open %s (%s); retrying in %.0f s", self.describe(), exc, backoff)
+                    if stop.wait(backoff):
+                        return
+                    backoff = min(30.0, backoff * 2)
+                    self._relocate()
+                    continue
+                log.info("capturing from %s at %d Hz", self.describe(), in_rate)
+                backoff = 1.0
+                yield from self._read(stream, in_rate, stop)
+                with contextlib.suppress(OSError):
+                    stream.close()
+        finally:
+            self.pa.terminate()
+
+    def _read(self, stream: Any, in_rate: int, stop: threading.Event) -> Iterator[np.ndarray]:
+        resampler = StreamResampler(in_rate, self.rate)
+        frames = max(1, round(self.chunk_s * in_rate))
+        zero_since: float | None = None
+        while not stop.is_set():
+            try:
+                data = stream.read(frames, exception_on_overflow=False)
+            except OSError as exc:
+                self.status = "lost"
+                log.warning("%s stopped delivering audio (%s); reopening", self.describe(), exc)
+                return
+            x = np.frombuffer(data, "<i2")
+            if self.watchdog_s > 0:
+                now = time.monotonic()
+                if x.any():
+                    if self.status == "silent":
+                        log.warning("%s delivers audio again", self.describe())
+                    zero_since, self.status = None, "ok"
+                else:
+                    zero_since = zero_since or now
+                    if self.status != "silent" and now - zero_since >= self.watchdog_s:
+                        self.status = "silent"
+                        log.warning(
+                            "%s has delivered only zeros for %.0f s: muted, or a dead microphone?",
+                            self.describe(),
+                            now - zero_since,
+                        )
+            out = resampler.push(x.astype(np.float32) / 32768.0)
+            if out.size:
+                yield out
+
+    def _relocate(self) -> None:
+        """A USB microphone that comes back may have a new index: find it again by name."""
+        try:
+            self.pa.terminate()
+            self.pa = open_pyaudio()
+            self.device = find_device(self.pa, self.wanted or self.device["name"])
+        except SerkitError as exc:
+            log.warning("%s", exc)
+
+
+def open_source(text: str, rate: int, pace: str, stdin_rate: int, mic_chunk_s: float, watchdog_s: float) -> Any:
+    spec = parse_source(text)
+    if spec.kind == "file":
+        if not Path(spec.arg).exists():
+            raise SerkitError(f"'source': {spec.arg}: no such file")
+        return FileSource(spec.arg, rate, pace)
+    if spec.kind == "stdin":
+        return PcmStreamSource(sys.stdin.buffer, stdin_rate, rate)
+    return MicSource(spec.arg, rate, mic_chunk_s, watchdog_s)
