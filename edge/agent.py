@@ -146,10 +146,22 @@ class Agent:
             "delivered": self.publisher.delivered,
             "dropped": self.publisher.dropped,
             "audio": getattr(self.source, "status", "ok"),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mb": peak_rss_mb(),
             "timestamp": iso_now(),
             "device": self.device,
         }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM where /proc has it (ru_maxrss also counts the memory of
+    the process that forked us, before exec), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def make_publisher(config: AgentConfig, spec: ModelSpec, model_name: str) -> Any:

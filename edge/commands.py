@@ -243,7 +243,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sub.loop_start()
         if not subscribed.wait(10):
             raise SerkitError(f"the broker {broker} did not confirm the demo's subscription")
-        print(f"== serkit demo: {model.path.name} on {len(clips)} clips; messages as a subscriber on {broker} sees them")
+        print(
+            f"== serkit demo: {model.path.name} on {len(clips)} clips; messages as a subscriber on {broker} sees them"
+        )
         publisher = make_publisher(config, model.spec, model.path.stem)
         undelivered = Agent(config, model, source, publisher).run(threading.Event())
         time.sleep(0.5)  # the last messages' way back to the viewer
@@ -255,7 +257,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     states = [json.loads(p) for t, p in received if t == f"serkit/{device}/emotion"]
     print("== per clip (state published while the clip played)")
     for name, t0, t1 in spans:
-        got = [s for s in states if t0 - 0.5 <= s["offset_s"] + s["window_s"] / 2 <= t1 + 0.5 and s["emotion"] != "silence"]
+        got = [
+            s for s in states if t0 - 0.5 <= s["offset_s"] + s["window_s"] / 2 <= t1 + 0.5 and s["emotion"] != "silence"
+        ]
         said = ", ".join(f"{s['emotion']} {100 * s['confidence']:.0f}%" for s in got) or "no confident state"
         print(f"  {name}: {said}")
     if undelivered:

@@ -209,6 +209,11 @@ def build_config(
         if value is not None:
             values[key] = coerce(key, value, f"--{key.replace('_', '-')}")
     config = replace(AgentConfig(), **values)
+    from edge.publisher import parse_broker
+    from edge.sources import parse_source
+
+    parse_broker(config.broker)
+    parse_source(config.source)
     if config.device_id and clean_id(config.device_id) != config.device_id:
         raise SerkitError(f"'device_id' may only contain letters, digits, _ and -, got {config.device_id!r}")
     for key in ("topic_prefix", "discovery_prefix"):

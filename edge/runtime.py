@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import SerkitError
+from edge.quiet import quiet_stderr
 from edge.spec import ModelSpec
 
 BACKENDS = (
@@ -51,10 +52,10 @@ class TFLiteModel:
         self.spec = spec
         cls, self.backend = interpreter_class(backend)
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), quiet_stderr():
                 warnings.simplefilter("ignore")
                 self.interp = cls(model_path=str(self.path), num_threads=threads)
-            self.interp.allocate_tensors()
+                self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise SerkitError(f"{self.path}: cannot load TFLite model ({str(exc).splitlines()[0]})") from None
         inp = self.interp.get_input_details()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import threading
 import time
@@ -22,6 +21,7 @@ import numpy as np
 
 from edge.audio import read_wav
 from edge.errors import MissingExtraError, SerkitError
+from edge.quiet import quiet_stderr
 from edge.resample import StreamResampler
 
 log = logging.getLogger("serkit")
@@ -113,23 +113,6 @@ class PcmStreamSource:
 
 
 # -- microphone ---------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """PortAudio and ALSA print probing chatter straight to fd 2 while enumerating devices."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _pyaudio() -> Any:
     try:
         import pyaudio
@@ -143,7 +126,7 @@ def _pyaudio() -> Any:
 
 def open_pyaudio() -> Any:
     pyaudio = _pyaudio()
-    with _quiet_stderr():
+    with quiet_stderr():
         return pyaudio.PyAudio()
 
 
@@ -152,7 +135,7 @@ def supported_rates(pa: Any, index: int, channels: int = 1) -> list[int]:
     rates = []
     for rate in CANDIDATE_RATES:
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 ok = pa.is_format_supported(
                     rate, input_device=index, input_channels=channels, input_format=pyaudio.paInt16
                 )
@@ -166,7 +149,7 @@ def supported_rates(pa: Any, index: int, channels: int = 1) -> list[int]:
 def input_devices(pa: Any) -> list[dict[str, Any]]:
     """Every device with input channels: index, name, channels, default and supported rates."""
     out = []
-    with _quiet_stderr():
+    with quiet_stderr():
         infos = [pa.get_device_info_by_index(i) for i in range(pa.get_device_count())]
     for info in infos:
         if int(info.get("maxInputChannels", 0)) < 1:
@@ -191,7 +174,7 @@ def find_device(pa: Any, wanted: str) -> dict[str, Any]:
         raise SerkitError("no audio input devices found (is the microphone plugged in? see: serkit devices)")
     if not wanted:
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 default = int(pa.get_default_input_device_info()["index"])
         except (OSError, IOError):
             default = devices[0]["index"]

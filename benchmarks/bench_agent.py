@@ -1,0 +1,144 @@
+"""The edge agent end to end on a long recording, at --pace fast.
+
+Runs the real `serkit run` in a child process on several minutes of speech (the bundled clips, tiled
+with pauses), once printing to stdout and once publishing to a real Mosquitto broker when one is
+installed, and reports: real-time factor (processing seconds per audio second), per-stage ms per
+window from the agent's own stats, peak RSS of the child. The reference, measured in the same run,
+is offline batch classification of the same audio (whole-file MFCC, then every window).
+
+Goals on a 2-core x86_64 VM with ai-edge-litert: RTF <= 0.02, peak RSS <= 120 MB.
+
+    .venv/bin/python benchmarks/bench_agent.py [--minutes 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edge.agent import load_model  # noqa: E402
+from edge.audio import read_wav, write_wav  # noqa: E402
+from edge.features import mfcc  # noqa: E402
+from edge.windows import clip_windows  # noqa: E402
+
+
+def long_recording(minutes: float, rate: int) -> np.ndarray:
+    clips = [read_wav(p, rate)[0] for p in sorted((ROOT / "edge" / "samples").glob("*.wav"))]
+    pause = np.zeros(rate, np.float32)
+    parts, n, i = [], 0, 0
+    while n < minutes * 60 * rate:
+        parts += [clips[i % len(clips)], pause]
+        n += len(clips[i % len(clips)]) + len(pause)
+        i += 1
+    return np.concatenate(parts)
+
+
+def run_agent(wav: Path, broker: str) -> dict:
+    args = [sys.executable, "-m", "serkit", "run", "--source", f"file:{wav}", "--pace", "fast", "--broker", broker]
+    args += ["--stats-interval-s", "100000", "--device-id", "bench"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    # VmHWM of the child's own address space (ru_maxrss would include the forked parent's pages).
+    peak_kb = 0
+    status = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            if b"serkit" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+                continue  # not exec'd yet: still the forked parent's address space
+            hwm = [ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM:")]
+            peak_kb = max(peak_kb, int(hwm[0].split()[1])) if hwm else peak_kb
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.005)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"agent failed: {err.decode()[-2000:]}")
+    stats = {"wall_s": wall, "peak_rss_mb": peak_kb / 1024}
+    lines = [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
+    final = [x for x in lines if x.get("topic") == "stats"]
+    if final:
+        stats.update({k: v for k, v in final[-1].items() if k != "peak_rss_mb"})
+    return stats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=5.0)
+    a = ap.parse_args()
+    model = load_model("", 1)
+    spec = model.spec
+    rate = spec.features.sample_rate
+    audio = long_recording(a.minutes, rate)
+    seconds = len(audio) / rate
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "long.wav"
+        write_wav(wav, audio, rate)
+        audio = read_wav(wav, rate)[0]
+
+        t0 = time.perf_counter()
+        windows = clip_windows(spec.normalise(mfcc(audio, spec.features)), spec.frames_per_window, spec.hop_frames)
+        model.predict(windows)
+        offline_s = time.perf_counter() - t0
+
+        stdout_run = run_agent(wav, "none")
+        broker_run = None
+        exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+        if exe:
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            conf = Path(tmp) / "m.conf"
+            conf.write_text(
+                f"listener {port} 127.0.0.1\nallow_anonymous true\n" + ("user root\n" if os.geteuid() == 0 else "")
+            )
+            broker = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            try:
+                broker_run = run_agent(wav, f"mqtt://127.0.0.1:{port}")
+            finally:
+                broker.terminate()
+                broker.wait()
+
+    n = len(windows)
+    print(f"audio: {seconds:.0f} s of speech with pauses, {n} windows of {spec.window_s:.2f} s every {spec.hop_s} s")
+    print(f"model: {model.path.name} ({model.backend}, 1 thread)")
+    print(
+        f"reference, offline batch (whole-file MFCC + every window): {offline_s:.2f} s, RTF {offline_s / seconds:.4f}"
+    )
+    for name, r in (("agent -> stdout", stdout_run), ("agent -> mosquitto", broker_run)):
+        if r is None:
+            print(f"{name}: skipped (mosquitto not installed)")
+            continue
+        rtf = r["wall_s"] / seconds
+        proc_rtf = r.get("uptime_s", r["wall_s"]) / seconds
+        stages = (
+            f"features {r['feature_ms']:.2f} ms/window, inference {r['inference_ms']:.2f} ms/speech window, "
+            f"{r['speech_windows']}/{r['windows']} windows passed the gate; "
+            if "feature_ms" in r
+            else "(stage timings went to the stats topic); "
+        )
+        print(
+            f"{name}: wall {r['wall_s']:.2f} s incl. start-up -> RTF {rtf:.4f} (goal <= 0.02); "
+            f"streaming loop alone RTF {proc_rtf:.4f}; {r['wall_s'] / offline_s:.2f}x the offline reference; "
+            f"{stages}peak RSS {r['peak_rss_mb']:.0f} MB (goal <= 120)"
+        )
+
+if __name__ == "__main__":
+    main()

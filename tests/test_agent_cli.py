@@ -1,0 +1,218 @@
+"""`serkit run` / `devices` / `demo` as a user meets them: configuration, clear errors, the microphone path
+through a virtual ALSA capture device, and the MQTT contract frozen."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, assert_one_line_error, run_cli
+
+from edge.audio import read_wav
+from edge.config import AgentConfig, build_config, load_toml
+from edge.decision import State
+from edge.errors import SerkitError
+from edge.mqtt_payloads import Topics, discovery_messages, raw_payload, state_payload
+
+SAMPLES = ROOT / "edge" / "samples"
+WAV = SAMPLES / "01-angry-espeak.wav"
+MODEL = ROOT / "models" / "serkit-ravdess8-int8.tflite"
+
+
+# -- configuration ---------------------------------------------------------------------------------------
+def test_toml_then_environment_then_flags(tmp_path):
+    cfg = tmp_path / "pi4.toml"
+    cfg.write_text('threads = 2\nhop_s = 1.0\ngate_dbfs = -50\nbroker = "mqtt://pi.local"\npassword = "fromfile"\n')
+    c = build_config(str(cfg), {"threads": "3"}, environ={"SERKIT_PASSWORD": "fromenv", "SERKIT_HOP_S": "0.75"})
+    assert (c.threads, c.hop_s, c.gate_dbfs, c.broker, c.password) == (3, 0.75, -50.0, "mqtt://pi.local", "fromenv")
+
+
+def test_print_config_masks_secrets_and_reads_back(tmp_path):
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('username = "u"\npassword = "hunter2"\nqueue_size = 50\n')
+    proc = run_cli("run", "--config", str(cfg), "--print-config", "--raw")
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout.decode()
+    assert "hunter2" not in out and 'password = "********"' in out
+    assert "queue_size = 50" in out and "raw = true" in out
+    printed = tmp_path / "printed.toml"
+    printed.write_text(out)
+    assert load_toml(printed)["queue_size"] == 50
+
+
+@pytest.mark.parametrize(
+    "toml, needles",
+    [
+        ("treads = 2\n", ["unknown key 'treads'"]),
+        ("threads = 0\n", ["'threads'", "between 1 and 16"]),
+        ('threads = "two"\n', ["'threads'", "integer"]),
+        ('pace = "slow"\n', ["'pace'", "realtime, fast"]),
+        ("gate = 1\n", ["'gate'", "true or false"]),
+        ("[mqtt]\nbroker = 'x'\n", ["[mqtt]", "plain 'key = value'"]),
+        ("threads = \n", ["not valid TOML"]),
+        ('device_id = "living room"\n', ["'device_id'", "letters, digits"]),
+        ('broker = "http://x"\n', ["'broker'", "mqtt://HOST"]),
+        ('source = "microphone"\n', ["'source'", "mic:NAME"]),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(tmp_path, toml, needles):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(toml)
+    proc = run_cli("run", "--config", str(cfg), "--broker", "none", "--source", f"file:{WAV}")
+    if "broker" in toml or "source" in toml:  # those two flags above would override the file
+        proc = run_cli("run", "--config", str(cfg))
+    assert_one_line_error(proc, *needles)
+
+
+def test_bad_flag_values_and_missing_config_file(tmp_path):
+    assert_one_line_error(run_cli("run", "--threads", "many"), "--threads", "integer")
+    assert_one_line_error(run_cli("run", "--smoothing", "2"), "'smoothing'", "between")
+    assert_one_line_error(run_cli("run", "--config", str(tmp_path / "none.toml")), "no such config file")
+    with pytest.raises(SerkitError, match="SERKIT_QUEUE_SIZE"):
+        build_config(None, {}, environ={"SERKIT_QUEUE_SIZE": "lots"})
+
+
+# -- model and source errors, before any audio is opened ----------------------------------------------------
+def test_bad_models_are_refused_in_one_line(tmp_path):
+    common = ["--source", f"file:{WAV}", "--broker", "none"]
+    assert_one_line_error(run_cli("run", "--model", str(tmp_path / "x.tflite"), *common), "no such file")
+    assert_one_line_error(run_cli("run", "--model", str(tmp_path), *common), "is a folder")
+    assert_one_line_error(run_cli("run", "--model", str(WAV), *common), "not a .tflite model")
+    lonely = tmp_path / "lonely.tflite"
+    shutil.copy(MODEL, lonely)
+    assert_one_line_error(run_cli("run", "--model", str(lonely), *common), "no spec beside it", "lonely.json")
+    (tmp_path / "lonely.json").write_text("{not json")
+    assert_one_line_error(run_cli("run", "--model", str(lonely), *common), "lonely.json")
+    spec = json.loads(MODEL.with_suffix(".json").read_text())
+    spec["labels"] = spec["labels"][:3]
+    (tmp_path / "lonely.json").write_text(json.dumps(spec))
+    assert_one_line_error(run_cli("run", "--model", str(lonely), *common), "lonely")
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a flatbuffer" * 10)
+    shutil.copy(MODEL.with_suffix(".json"), tmp_path / "junk.json")
+    assert_one_line_error(run_cli("run", "--model", str(junk), *common), "junk.tflite", "cannot load")
+
+
+def test_bad_sources_are_one_line_errors(tmp_path):
+    assert_one_line_error(run_cli("run", "--source", f"file:{tmp_path / 'no.wav'}", "--broker", "none"), "no such file")
+    (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEjunk")
+    assert_one_line_error(run_cli("run", "--source", f"file:{tmp_path / 'bad.wav'}", "--broker", "none"), "bad.wav")
+
+
+# -- the microphone path, through a virtual ALSA capture device ------------------------------------------
+@pytest.fixture
+def alsa_capture(tmp_path):
+    """An ALSA `file` plugin over the `null` device that plays a raw PCM file as if it were a microphone."""
+    pytest.importorskip("pyaudio", reason="the 'mic' extra (pyaudio) is not installed")
+    x = read_wav(WAV, 16000)[0]
+    raw = tmp_path / "capture.raw"
+    raw.write_bytes(
+        (x.astype(np.float64) * 32768).round().clip(-32768, 32767).astype("<i2").tobytes()
+    )  # the WAV's own samples
+    conf = tmp_path / "xdg" / "alsa" / "asoundrc"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(
+        'pcm.serkit_test {\n  type file\n  slave.pcm "null"\n  file "/dev/null"\n'
+        f'  infile "{raw}"\n  format "raw"\n  hint {{ show on description "serkit test capture" }}\n}}\n'
+    )
+    return {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+
+
+def test_devices_lists_the_virtual_microphone(alsa_capture):
+    proc = run_cli("devices", "--json", env=alsa_capture)
+    assert proc.returncode == 0, proc.stderr.decode()
+    devices = json.loads(proc.stdout)
+    dev = next(d for d in devices if d["name"] == "serkit_test")
+    assert 16000 in dev["rates"] and dev["channels"] >= 1
+    table = run_cli("devices", env=alsa_capture).stdout.decode()
+    assert "serkit_test" in table and "16000" in table
+
+
+def test_microphone_source_gives_what_the_file_source_gives(alsa_capture):
+    common = ["--broker", "none", "--raw", "--no-gate", "--stats-interval-s", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serkit", "run", "--source", "mic:serkit_test", *common],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, **alsa_capture},
+    )
+    # The null device runs faster than real time; a few seconds give many windows.
+    lines = []
+    deadline = time.monotonic() + 60
+    while len(lines) < 3 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if b'"topic": "raw"' in line:
+            lines.append(json.loads(line))
+    proc.send_signal(signal.SIGINT)
+    proc.wait(30)
+    assert proc.returncode == 0, proc.stderr.read().decode()
+    ref = run_cli("run", "--source", f"file:{WAV}", "--pace", "fast", *common)
+    want = [json.loads(x) for x in ref.stdout.decode().splitlines() if '"topic": "raw"' in x]
+    assert len(lines) == 3 and len(want) >= 3
+    for got, exp in zip(lines, want[:3], strict=True):
+        assert got["seq"] == exp["seq"]
+        assert max(abs(got["probabilities"][k] - exp["probabilities"][k]) for k in exp["probabilities"]) <= 1e-6
+
+
+def test_missing_microphone_is_a_clear_error(alsa_capture):
+    assert_one_line_error(
+        run_cli("run", "--source", "mic:no-such-mic", "--broker", "none", env=alsa_capture),
+        "no input device matches 'no-such-mic'",
+        "serkit_test",
+    )
+
+
+# -- the MQTT contract: topics and payload keys are an API; changing them breaks users' automations ----------
+def test_mqtt_contract_is_frozen():
+    t = Topics("serkit", "kitchen")
+    assert (t.emotion, t.availability, t.raw, t.stats, t.ha_status) == (
+        "serkit/kitchen/emotion",
+        "serkit/kitchen/availability",
+        "serkit/kitchen/raw",
+        "serkit/kitchen/stats",
+        "homeassistant/status",
+    )
+    s = State("happy", 0.8, {"happy": 0.8, "sad": 0.2}, 4, 2.0, 5.0, True)
+    assert sorted(state_payload(s, "kitchen", 3.0, "2026-01-01T00:00:00.000Z")) == sorted(
+        ["emotion", "confidence", "probabilities", "timestamp", "window_s", "device", "seq", "offset_s"]
+    )
+    assert sorted(raw_payload(1, 0.5, True, -20.0, {"a": 1.0}, "kitchen", "ts")) == sorted(
+        ["seq", "offset_s", "speech", "level_dbfs", "emotion", "probabilities", "timestamp", "device"]
+    )
+    msgs = dict(discovery_messages(t, ("happy", "sad"), "m"))
+    assert sorted(msgs) == [
+        "homeassistant/binary_sensor/kitchen/connectivity/config",
+        "homeassistant/sensor/kitchen/confidence/config",
+        "homeassistant/sensor/kitchen/emotion/config",
+    ]
+    emo = msgs["homeassistant/sensor/kitchen/emotion/config"]
+    assert emo["unique_id"] == "serkit_kitchen_emotion" and emo["options"] == ["happy", "sad", "silence"]
+    assert emo["default_entity_id"] == "sensor.serkit_kitchen_emotion"
+    for m in msgs.values():
+        assert {"name", "unique_id", "state_topic", "availability_topic", "device", "origin"} <= set(m)
+    # Audio never leaves the device: no payload key can carry samples or features.
+    assert not any(k in json.dumps(msgs) for k in ("samples", "mfcc", 'features"'))
+
+
+def test_default_device_id_is_the_cleaned_host_name():
+    c = AgentConfig()
+    assert c.effective_device_id() and all(ch.isalnum() or ch in "_-" for ch in c.effective_device_id())
+
+
+def test_demo_with_its_embedded_broker():
+    pytest.importorskip("amqtt", reason="the 'demo' extra (amqtt) is not installed")
+    proc = run_cli("demo", timeout=180)
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "serkit/demo/availability  online" in out and "serkit/demo/emotion  {" in out
+    assert out.count("wav:") == len(list(SAMPLES.glob("*.wav")))
