@@ -98,7 +98,7 @@ def test_file_run_publishes_discovery_states_and_availability(broker):
     assert late.on(T.availability) == [b"offline"]
     assert all(r for t, _, r in late.messages)
     configs = {t: json.loads(late.on(t)[0]) for t in DISCOVERY}
-    for topic, c in configs.items():
+    for c in configs.values():
         assert re.fullmatch(r"[a-zA-Z0-9_-]+", c["unique_id"])
         assert c["availability_topic"] == T.availability
         assert c["device"]["identifiers"] == [f"serkit_{DEVICE}"]
