@@ -93,17 +93,28 @@ class Agent:
         """Until the source ends or `stop` is set; returns the number of results not delivered."""
         self.publisher.start()
         log.info("listening: %s, model %s (%s)", self.source.describe(), self.model.path.name, self.model.backend)
-        next_stats = time.monotonic() + self.config.stats_interval_s
+        done = threading.Event()
+        ticker = None
+        if self.config.stats_interval_s:
+            # On its own timer: a stalled source (a pipe with no data, a hung mic) is exactly when stats matter.
+            def tick() -> None:
+                while not done.wait(self.config.stats_interval_s):
+                    self.publisher.stats(self.stats())
+
+            ticker = threading.Thread(target=tick, name="serkit-stats", daemon=True)
+            ticker.start()
         rate = self.spec.features.sample_rate
-        for chunk in self.source.chunks(stop):
-            self.audio_s += len(chunk) / rate
-            for w in self.classifier.push(chunk):
+        try:
+            for chunk in self.source.chunks(stop):
+                self.audio_s += len(chunk) / rate
+                for w in self.classifier.push(chunk):
+                    self._handle(w)
+            for w in self.classifier.flush():
                 self._handle(w)
-            if self.config.stats_interval_s and time.monotonic() >= next_stats:
-                self.publisher.stats(self.stats())
-                next_stats = time.monotonic() + self.config.stats_interval_s
-        for w in self.classifier.flush():
-            self._handle(w)
+        finally:
+            done.set()
+            if ticker:
+                ticker.join()
         if self.config.stats_interval_s:
             self.publisher.stats(self.stats())
         undelivered = self.publisher.close(self.config.flush_timeout_s)

@@ -63,6 +63,7 @@ class StdoutPublisher:
         self.dropped = 0
         self.queue_depth = 0
         self.connected = True
+        self._lock = threading.Lock()  # stats come from their own thread
 
     def start(self) -> None:
         pass
@@ -81,8 +82,9 @@ class StdoutPublisher:
         return 0
 
     def _line(self, payload: dict[str, Any]) -> None:
-        self.out.write(json.dumps(payload) + "\n")
-        self.out.flush()
+        with self._lock:
+            self.out.write(json.dumps(payload) + "\n")
+            self.out.flush()
 
 
 class MqttPublisher:

@@ -107,15 +107,11 @@ def test_bad_sources_are_one_line_errors(tmp_path):
 
 
 # -- the microphone path, through a virtual ALSA capture device ------------------------------------------
-@pytest.fixture
-def alsa_capture(tmp_path):
-    """An ALSA `file` plugin over the `null` device that plays a raw PCM file as if it were a microphone."""
+def _alsa_config(tmp_path, samples: bytes) -> dict:
+    """An ALSA `file` plugin over the `null` device that plays raw PCM as if it were a microphone."""
     pytest.importorskip("pyaudio", reason="the 'mic' extra (pyaudio) is not installed")
-    x = read_wav(WAV, 16000)[0]
     raw = tmp_path / "capture.raw"
-    raw.write_bytes(
-        (x.astype(np.float64) * 32768).round().clip(-32768, 32767).astype("<i2").tobytes()
-    )  # the WAV's own samples
+    raw.write_bytes(samples)
     conf = tmp_path / "xdg" / "alsa" / "asoundrc"
     conf.parent.mkdir(parents=True)
     conf.write_text(
@@ -123,6 +119,13 @@ def alsa_capture(tmp_path):
         f'  infile "{raw}"\n  format "raw"\n  hint {{ show on description "serkit test capture" }}\n}}\n'
     )
     return {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+
+
+@pytest.fixture
+def alsa_capture(tmp_path):
+    x = read_wav(WAV, 16000)[0]
+    # The WAV's own 16-bit samples, so the microphone path can be compared with the file path exactly.
+    return _alsa_config(tmp_path, (x.astype(np.float64) * 32768).round().clip(-32768, 32767).astype("<i2").tobytes())
 
 
 def test_devices_lists_the_virtual_microphone(alsa_capture):
@@ -162,6 +165,27 @@ def test_microphone_source_gives_what_the_file_source_gives(alsa_capture):
     for got, exp in zip(lines, want[:3], strict=True):
         assert got["seq"] == exp["seq"]
         assert max(abs(got["probabilities"][k] - exp["probabilities"][k]) for k in exp["probabilities"]) <= 1e-6
+
+
+def test_watchdog_reports_a_microphone_that_delivers_only_zeros(tmp_path):
+    env = _alsa_config(tmp_path, bytes(16000 * 2 * 2))  # 2 s of digital silence, then the null device's zeros
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serkit", "run", "--source", "mic:serkit_test", "--broker", "none", "--watchdog-s", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )
+    err = b""
+    deadline = time.monotonic() + 30
+    while b"only zeros" not in err and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        err += line
+    proc.send_signal(signal.SIGINT)
+    proc.wait(30)
+    assert b"has delivered only zeros" in err and b"serkit_test" in err
 
 
 def test_missing_microphone_is_a_clear_error(alsa_capture):

@@ -126,11 +126,18 @@ def test_last_will_says_offline_when_the_agent_is_killed(broker):
         rec.close()
 
 
-def test_discovery_is_republished_when_home_assistant_comes_online_and_sigterm_is_clean(broker):
-    rec = Recorder(broker.port, ["homeassistant/+/hall/+/config", T.availability])
-    proc = agent("--broker", broker.url, "--log-level", "info")
+def test_stats_discovery_again_when_home_assistant_comes_online_and_a_clean_sigterm(broker):
+    rec = Recorder(broker.port, ["homeassistant/+/hall/+/config", T.availability, T.stats])
+    proc = agent("--broker", broker.url, "--log-level", "info", "--stats-interval-s", "0.3")
     try:
         rec.wait_for(lambda: all(len(rec.on(t)) == 1 for t in DISCOVERY))
+        proc.stdin.write(pcm(SAMPLES / "02-happy-espeak.wav"))
+        proc.stdin.flush()
+        rec.wait_for(lambda: any(s["windows"] > 0 for s in rec.json_on(T.stats)))
+        stats = rec.json_on(T.stats)[-1]
+        for key in ("windows_per_s", "feature_ms", "inference_ms", "queue_depth", "dropped", "uptime_s"):
+            assert isinstance(stats[key], (int, float)) and stats[key] >= 0, key
+        assert stats["device"] == DEVICE and stats["dropped"] == 0
         rec.client.publish("homeassistant/status", "online", qos=1)
         rec.wait_for(lambda: all(len(rec.on(t)) == 2 for t in DISCOVERY))
         proc.send_signal(signal.SIGTERM)
