@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import SerkitError
+from edge.publisher import parse_broker
+from edge.sources import parse_source
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -209,9 +211,6 @@ def build_config(
         if value is not None:
             values[key] = coerce(key, value, f"--{key.replace('_', '-')}")
     config = replace(AgentConfig(), **values)
-    from edge.publisher import parse_broker
-    from edge.sources import parse_source
-
     parse_broker(config.broker)
     parse_source(config.source)
     if config.device_id and clean_id(config.device_id) != config.device_id:

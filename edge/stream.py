@@ -40,7 +40,6 @@ class WindowResult:
     speech: bool  # passed the gate
     level_dbfs: float  # RMS level of the window
     probabilities: np.ndarray | None  # None for gated windows: silence is not classified
-    inference_ms: float
 
 
 class FrameLevels:
@@ -171,12 +170,11 @@ class StreamClassifier:
     def _classify(self, window: np.ndarray, start: int) -> WindowResult:
         levels, history = self._levels.window(start, self.T, self._history_blocks)
         speech, level = gate_window(levels, history, self.gate)
-        probs, ms = None, 0.0
+        probs = None
         if speech:
             t0 = time.perf_counter()
             probs = self.model.predict_window(window)
-            ms = (time.perf_counter() - t0) * 1e3
-            self.inference_ms += ms
+            self.inference_ms += (time.perf_counter() - t0) * 1e3
         result = WindowResult(
             seq=self._seq,
             start_s=start * self._step_s,
@@ -184,7 +182,6 @@ class StreamClassifier:
             speech=speech,
             level_dbfs=round(level, 1),
             probabilities=probs,
-            inference_ms=ms,
         )
         self._seq += 1
         self.windows += 1

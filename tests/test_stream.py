@@ -95,7 +95,7 @@ def test_gate_rejects_silence_and_steady_noise_and_passes_speech(model):
 
 def _window(seq: int, probs: list[float] | None) -> WindowResult:
     p = None if probs is None else np.array(probs, np.float32)
-    return WindowResult(seq, seq * 0.5, seq * 0.5 + 3, p is not None, -20.0, p, 0.0)
+    return WindowResult(seq, seq * 0.5, seq * 0.5 + 3, p is not None, -20.0, p)
 
 
 def test_hysteresis_keeps_the_state_from_flapping():
