@@ -196,12 +196,15 @@ class MicSource:
     a device that disappears is looked up again by name and reopened.
     """
 
-    def __init__(self, wanted: str, rate: int, chunk_s: float = 0.1, watchdog_s: float = 10.0) -> None:
+    def __init__(
+        self, wanted: str, rate: int, chunk_s: float = 0.1, watchdog_s: float = 10.0, pyaudio_factory: Any = None
+    ) -> None:
         self.wanted = wanted
         self.rate = rate
         self.chunk_s = chunk_s
         self.watchdog_s = watchdog_s
-        self.pa = open_pyaudio()
+        self._new_pyaudio = pyaudio_factory or open_pyaudio  # PortAudio only sees replugged devices after a re-init
+        self.pa = self._new_pyaudio()
         self.device = find_device(self.pa, wanted)  # fails now, before the agent starts, if absent
         self.status = "ok"
 
@@ -279,7 +282,7 @@ class MicSource:
         """A USB microphone that comes back may have a new index: find it again by name."""
         try:
             self.pa.terminate()
-            self.pa = open_pyaudio()
+            self.pa = self._new_pyaudio()
             self.device = find_device(self.pa, self.wanted or self.device["name"])
         except SerkitError as exc:
             log.warning("%s", exc)

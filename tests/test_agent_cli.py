@@ -240,3 +240,72 @@ def test_demo_with_its_embedded_broker():
     assert proc.returncode == 0, proc.stderr.decode()
     assert "serkit/demo/availability  online" in out and "serkit/demo/emotion  {" in out
     assert out.count("wav:") == len(list(SAMPLES.glob("*.wav")))
+
+
+class _UnpluggablePortAudio:
+    """PortAudio as it behaves when a USB microphone is unplugged and comes back under another index.
+
+    Unplugging cannot happen on this machine, so this stands in for the hardware event only; MicSource's
+    own code (device lookup, rate choice, reopen, resampling) runs for real.
+    """
+
+    def __init__(self, world: dict) -> None:
+        self.world = world
+
+    def get_device_count(self) -> int:
+        return self.world["index"] + 1
+
+    def get_device_info_by_index(self, i: int) -> dict:
+        if i == self.world["index"]:
+            return {"index": i, "name": "USB PnP Mic", "maxInputChannels": 1, "defaultSampleRate": 48000.0}
+        return {"index": i, "name": "HDMI", "maxInputChannels": 0, "defaultSampleRate": 48000.0}
+
+    def get_default_input_device_info(self) -> dict:
+        return self.get_device_info_by_index(self.world["index"])
+
+    def is_format_supported(self, rate: int, input_device: int, **kw: object) -> bool:
+        return rate == 48000  # like many USB mics: no 16 kHz, so serkit resamples
+
+    def open(self, rate: int, input_device_index: int, **kw: object) -> object:
+        if input_device_index != self.world["index"] or self.world["unplugged"]:
+            raise OSError("[Errno -9996] Invalid input device (no default output device)")
+        self.world["opened"].append((input_device_index, rate))
+        world = self.world
+
+        class Stream:
+            reads = 0
+
+            def read(self, n: int, exception_on_overflow: bool = True) -> bytes:
+                Stream.reads += 1
+                if len(world["opened"]) == 1 and Stream.reads > 5:  # unplugged mid-stream, back at index 3
+                    world["index"] = 3
+                    raise OSError("[Errno -9999] Unanticipated host error")
+                return np.full(n, 1000, "<i2").tobytes()
+
+            def close(self) -> None:
+                pass
+
+        return Stream()
+
+    def terminate(self) -> None:
+        pass
+
+
+def test_microphone_that_disappears_is_found_again_and_reopened(caplog):
+    pytest.importorskip("pyaudio", reason="the 'mic' extra (pyaudio) is not installed")
+    import threading
+
+    from edge.sources import MicSource
+
+    world = {"index": 1, "unplugged": False, "opened": []}
+    mic = MicSource("USB", 16000, chunk_s=0.1, watchdog_s=0, pyaudio_factory=lambda: _UnpluggablePortAudio(world))
+    assert mic.device["index"] == 1 and mic.device["rates"] == [48000]
+    stop = threading.Event()
+    got = 0
+    for chunk in mic.chunks(stop):
+        got += len(chunk)
+        if len(world["opened"]) == 2 and got > 16000:
+            stop.set()
+    assert world["opened"] == [(1, 48000), (3, 48000)]  # reopened under its new index, at its native rate
+    assert mic.device["index"] == 3 and got > 16000
+    assert any("stopped delivering audio" in r.message for r in caplog.records)
