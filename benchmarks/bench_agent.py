@@ -140,5 +140,6 @@ def main() -> None:
             f"{stages}peak RSS {r['peak_rss_mb']:.0f} MB (goal <= 120)"
         )
 
+
 if __name__ == "__main__":
     main()
