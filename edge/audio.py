@@ -116,6 +116,12 @@ def read_wav_info(path: str | os.PathLike[str]) -> tuple[WavInfo, bytes]:
     return info, data[: frames * block_align]
 
 
+def pcm16_to_float(data: bytes | np.ndarray) -> np.ndarray:
+    """Signed 16-bit little-endian PCM (bytes, or an int16 array) → float32 in [-1, 1)."""
+    x = np.frombuffer(data, dtype="<i2") if isinstance(data, (bytes, bytearray, memoryview)) else data
+    return x.astype(np.float32) / 32768.0
+
+
 def decode(info: WavInfo, data: bytes) -> np.ndarray:
     """Raw data-chunk bytes → float32 (frames, channels) in [-1, 1] (float files unscaled)."""
     if info.encoding == "float":
@@ -123,7 +129,7 @@ def decode(info: WavInfo, data: bytes) -> np.ndarray:
     elif info.bits == 8:
         x = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
     elif info.bits == 16:
-        x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+        x = pcm16_to_float(data)
     elif info.bits == 24:
         b = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
         v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from edge.audio import read_wav
+from edge.audio import pcm16_to_float, read_wav
 from edge.errors import MissingExtraError, SerkitError
 from edge.quiet import quiet_stderr
 from edge.resample import StreamResampler
@@ -104,7 +104,7 @@ class PcmStreamSource:
             cut = len(data) - len(data) % 2
             data, odd = data[:cut], data[cut:]
             if data:
-                out = self.resampler.push(np.frombuffer(data, "<i2").astype(np.float32) / 32768.0)
+                out = self.resampler.push(pcm16_to_float(data))
                 if out.size:
                     yield out
         tail = self.resampler.flush()
@@ -274,7 +274,7 @@ class MicSource:
                             self.describe(),
                             now - zero_since,
                         )
-            out = resampler.push(x.astype(np.float32) / 32768.0)
+            out = resampler.push(pcm16_to_float(x))
             if out.size:
                 yield out
 

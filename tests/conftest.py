@@ -36,6 +36,11 @@ def speechlike(seconds: float = 2.0, rate: int = 16000, seed: int = 0, f0: float
     return x.astype(np.float32)
 
 
+def pcm16(x: np.ndarray) -> bytes:
+    """Float samples → 16-bit PCM bytes, the exact inverse of how a 16-bit WAV is decoded (x * 32768)."""
+    return (np.asarray(x, np.float64) * 32768).round().clip(-32768, 32767).astype("<i2").tobytes()
+
+
 def wav_bytes(
     samples: bytes,
     *,

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_one_line_error, run_cli
+from conftest import ROOT, assert_one_line_error, pcm16, run_cli
 
 from edge.audio import read_wav
 from edge.config import AgentConfig, build_config, load_toml
@@ -125,7 +125,7 @@ def _alsa_config(tmp_path, samples: bytes) -> dict:
 def alsa_capture(tmp_path):
     x = read_wav(WAV, 16000)[0]
     # The WAV's own 16-bit samples, so the microphone path can be compared with the file path exactly.
-    return _alsa_config(tmp_path, (x.astype(np.float64) * 32768).round().clip(-32768, 32767).astype("<i2").tobytes())
+    return _alsa_config(tmp_path, pcm16(x))
 
 
 def test_devices_lists_the_virtual_microphone(alsa_capture):

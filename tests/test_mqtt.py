@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 from brokers import Mosquitto, Recorder, free_port
-from conftest import ROOT, run_cli
+from conftest import ROOT, pcm16, run_cli
 
 from edge.audio import read_wav
 from edge.mqtt_payloads import Topics
@@ -43,7 +43,7 @@ def pcm(path, seconds: float | None = None) -> bytes:
     x = read_wav(path, 16000)[0]
     if seconds:
         x = np.resize(x, int(seconds * 16000))
-    return (np.clip(x.astype(np.float64), -1, 1) * 32767).round().astype("<i2").tobytes()
+    return pcm16(x)
 
 
 def agent(*args: str, env: dict | None = None) -> subprocess.Popen:

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli, speechlike
+from conftest import ROOT, pcm16, run_cli, speechlike
 
 from edge.agent import load_model
 from edge.audio import read_wav, write_wav
@@ -173,7 +173,7 @@ def test_the_agent_cli_streams_a_file_with_offline_probabilities(model):
 
 def test_stdin_source_through_the_cli(model):
     x = read_wav(SAMPLES / "01-angry-espeak.wav", 16000)[0]
-    pcm = (np.round(x * 32768).clip(-32768, 32767).astype("<i2")).tobytes()
+    pcm = pcm16(x)
     proc = run_cli("run", "--source", "-", "--rate", "16000", "--broker", "none", "--raw", "--no-gate", stdin=pcm)
     assert proc.returncode == 0, proc.stderr.decode()
     raw = [json.loads(line) for line in proc.stdout.decode().splitlines() if '"topic": "raw"' in line]
