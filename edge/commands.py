@@ -65,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     setup_logging(config.log_level)
     model = load_model(config.model, config.threads)  # before any audio is opened
-    publisher = make_publisher(config, model.spec, model.path.stem)
+    publisher = make_publisher(config, model.spec, model.name)
     source = open_source(
         config.source,
         model.spec.features.sample_rate,
@@ -246,7 +246,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(
             f"== serkit demo: {model.path.name} on {len(clips)} clips; messages as a subscriber on {broker} sees them"
         )
-        publisher = make_publisher(config, model.spec, model.path.stem)
+        publisher = make_publisher(config, model.spec, model.name)
         undelivered = Agent(config, model, source, publisher).run(threading.Event())
         time.sleep(0.5)  # the last messages' way back to the viewer
     finally:
@@ -280,3 +280,30 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="a .tflite model (default: the shipped one)")
     p.add_argument("--clips", help="a folder of .wav clips instead of the bundled samples")
     p.set_defaults(func=cmd_demo)
+
+
+def cmd_wait_online(args: argparse.Namespace) -> int:
+    from edge.online import wait_online
+    from edge.publisher import parse_broker
+
+    config = build_config(args.config, {})
+    if parse_broker(config.broker) is None:
+        print("broker = none: no availability topic to wait for")
+        return 0
+    topic = wait_online(config, args.timeout)
+    print(f"{topic}: online")
+    return 0
+
+
+def register_wait_online(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "wait-online",
+        help="wait until the agent's availability topic says online (deploy's check)",
+        description=(
+            "Connect with the agent's config (broker, credentials, TLS, device id) and wait for "
+            "<topic_prefix>/<device_id>/availability to read online. Exit 0 when it does, 1 on timeout."
+        ),
+    )
+    p.add_argument("--config", help="the agent's TOML config")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    p.set_defaults(func=cmd_wait_online)

@@ -114,14 +114,14 @@ class AgentConfig:
         for f in fields(self):
             value = self.masked()[f.name]
             lines.append(f"# {f.metadata['help']}")
-            lines.append(f"{f.name} = {_toml_value(value)}")
+            lines.append(f"{f.name} = {toml_value(value)}")
         return "\n".join(lines) + "\n"
 
 
 KEYS = {f.name: f for f in fields(AgentConfig)}
 
 
-def _toml_value(v: Any) -> str:
+def toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):

@@ -87,6 +87,32 @@ class StdoutPublisher:
             self.out.flush()
 
 
+def make_client(
+    address: BrokerAddress,
+    client_id: str,
+    username: str = "",
+    password: str = "",
+    ca_file: str = "",
+    cert_file: str = "",
+    key_file: str = "",
+) -> Any:
+    """A paho 2.x client with the agent's credentials and TLS settings (not yet connected)."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    if username:
+        client.username_pw_set(username, password or None)
+    if address.tls:
+        for key, path in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
+            if path and not Path(path).is_file():
+                raise SerkitError(f"'{key}': {path}: no such file")
+        try:
+            client.tls_set(ca_certs=ca_file or None, certfile=cert_file or None, keyfile=key_file or None)
+        except (ssl.SSLError, ValueError, OSError) as exc:
+            raise SerkitError(f"TLS settings (ca_file/cert_file/key_file) rejected: {exc}") from None
+    return client
+
+
 class MqttPublisher:
     def __init__(
         self,
@@ -121,18 +147,8 @@ class MqttPublisher:
         self._closing = False
         self._last_refusal: str | None = None
 
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        client = make_client(address, client_id, username, password, ca_file, cert_file, key_file)
         client.will_set(topics.availability, OFFLINE, qos=1, retain=True)
-        if username:
-            client.username_pw_set(username, password or None)
-        if address.tls:
-            for key, path in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
-                if path and not Path(path).is_file():
-                    raise SerkitError(f"'{key}': {path}: no such file")
-            try:
-                client.tls_set(ca_certs=ca_file or None, certfile=cert_file or None, keyfile=key_file or None)
-            except (ssl.SSLError, ValueError, OSError) as exc:
-                raise SerkitError(f"TLS settings (ca_file/cert_file/key_file) rejected: {exc}") from None
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_inflight_messages_set(MAX_INFLIGHT)
         client.on_connect = self._on_connect

@@ -74,6 +74,11 @@ class TFLiteModel:
         self._in_scale, self._in_zp = self._in["quantization"]
         self._out_scale, self._out_zp = self._out["quantization"]
 
+    @property
+    def name(self) -> str:
+        """The model's own name: the file name its converter gave it, which a deployed copy keeps in the spec."""
+        return Path(self.spec.model_file).stem if self.spec.model_file else self.path.stem
+
     def predict_window(self, window: np.ndarray) -> np.ndarray:
         """One normalised (frames, features) window → probabilities (classes,)."""
         x = window[None]

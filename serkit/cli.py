@@ -83,13 +83,16 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
     from convert.commands import register_convert
-    from edge.commands import register_demo, register_devices, register_run
+    from deploy.commands import register_deploy
+    from edge.commands import register_demo, register_devices, register_run, register_wait_online
     from trainer.commands import register_evaluate, register_predict, register_train
 
     return [
         register_run,
         register_devices,
         register_demo,
+        register_wait_online,
+        register_deploy,
         register_train,
         register_evaluate,
         register_predict,
