@@ -349,3 +349,19 @@ def test_too_old_python_on_the_pi_changes_nothing(deployed, tmp_path):
     proc = pi.deploy("--board", "pi4", "--python", str(old))
     assert_error_last_line(proc, "Python 3.8 is too old", "nothing was changed")
     assert sorted(p.name for p in pi.models.iterdir()) == before
+
+
+def test_wait_online_times_out_in_one_line_and_sees_online(tmp_path):
+    broker = Mosquitto(tmp_path / "mq").start()
+    try:
+        cfg = _user_config(tmp_path, broker.url, "mic")
+        proc = run_cli("wait-online", "--config", str(cfg), "--timeout", "1")
+        assert_one_line_error(proc, "serkit/testpi/availability", "did not say online within 1 s", "no message")
+        subprocess.run(
+            ["mosquitto_pub", "-p", str(broker.port), "-t", "serkit/testpi/availability", "-m", "online", "-r"],
+            check=True,
+        )
+        ok = run_cli("wait-online", "--config", str(cfg), "--timeout", "10")
+        assert ok.returncode == 0 and b"serkit/testpi/availability: online" in ok.stdout, ok.stderr
+    finally:
+        broker.stop()
