@@ -113,8 +113,8 @@ def write_bundle(out: Path, model: Path, merged: MergedConfig | None, board: str
     from deploy.wheel import build_wheel
     from firmware_configs import SERVICE_FILE
 
-    if out.exists() and any(out.iterdir()):
-        raise SerkitError(f"--bundle {out}: folder exists and is not empty")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SerkitError(f"--bundle {out}: exists and is not an empty folder")
     out.mkdir(parents=True, exist_ok=True)
     mid = model_id(model)
     (out / "model").mkdir()

@@ -61,14 +61,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.dry_run:
         q = shlex.join
         print(f"dry run: deploy {what} to {args.host}; nothing is built, copied or changed")
-        print(
-            "1. build the bundle: serkit wheel (no training dependencies), model.tflite + model.json, "
-            + (
-                "install.sh"
-                if args.model_only
-                else f"serkit.toml (board {args.board}{' + ' + args.config if args.config else ''}), serkit.service, install.sh"
-            )
+        contents = (
+            "model.tflite + model.json, install.sh"
+            if args.model_only
+            else "serkit wheel (no training dependencies), model.tflite + model.json, "
+            f"serkit.toml (board {args.board}{' + ' + args.config if args.config else ''}), serkit.service, install.sh"
         )
+        print(f"1. build the bundle: {contents}")
         print(f"2. check the Pi (read only): {q(target.command(probe_script(args.python)))}")
         print(f"3. copy the bundle: tar -cz BUNDLE | {q(target.command('d=$(mktemp -d ...) && tar -xzf - -C $d'))}")
         print(
@@ -97,7 +96,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     py = facts.python or (0, 0)
     _log(
         f"      {facts.arch}, Python {py[0]}.{py[1]}, runtime {facts.runtime}, "
-        f"systemd {facts.systemd or 'absent'}, installed model: {facts.installed_model or 'none'}"
+        f"systemd {facts.systemd if facts.has_systemd else 'not running'}, installed model: {facts.installed_model or 'none'}"
     )
     with tempfile.TemporaryDirectory(prefix="serkit-bundle-") as tmp:
         _log(f"[2/4] building the bundle for {what}")
@@ -110,7 +109,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         raise SerkitError(f"lost the ssh connection to {args.host} during the install; run the deploy again")
     if rc != 0:
         raise SerkitError(f"deploy to {args.host} failed: {error or f'install.sh exited with status {rc}'}")
-    print(f"deployed {what} to {args.host}: service active" + ("" if facts.systemd else " (no systemd: not started)"))
+    print(
+        f"deployed {what} to {args.host}: service active" + ("" if facts.has_systemd else " (no systemd: not started)")
+    )
     return 0
 
 

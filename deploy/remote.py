@@ -28,13 +28,14 @@ class SshTarget:
     options: tuple[str, ...] = ()
 
     def command(self, remote: str) -> list[str]:
-        cmd = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=accept-new"]
+        cmd = ["ssh"]
+        for opt in self.options:  # first: ssh keeps the first value it reads for an option
+            cmd += ["-o", opt]
+        cmd += ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "StrictHostKeyChecking=accept-new"]
         if self.port:
             cmd += ["-p", str(self.port)]
         if self.identity:
             cmd += ["-i", self.identity]
-        for opt in self.options:
-            cmd += ["-o", opt]
         return [*cmd, "--", self.host, remote]
 
 
@@ -59,6 +60,10 @@ class RemoteFacts:
     python: tuple[int, int] | None
     systemd: str
     installed_model: str
+
+    @property
+    def has_systemd(self) -> bool:
+        return self.systemd not in ("", "offline")
 
     @property
     def runtime(self) -> str:

@@ -194,7 +194,7 @@ def test_bundle_only_writes_the_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()
     assert (tmp_path / "sd" / "install.sh").exists() and "install.sh" in proc.stderr.decode()
     again = run_cli("deploy", "--board", "pi3bplus", "--bundle", str(tmp_path / "sd"))
-    assert_one_line_error(again, "not empty")
+    assert_one_line_error(again, "not an empty folder")
 
 
 # -- the SSH path ----------------------------------------------------------------------------------------
@@ -365,3 +365,12 @@ def test_wait_online_times_out_in_one_line_and_sees_online(tmp_path):
         assert ok.returncode == 0 and b"serkit/testpi/availability: online" in ok.stdout, ok.stderr
     finally:
         broker.stop()
+
+
+def test_user_ssh_options_come_first_so_they_win():
+    from deploy.remote import SshTarget
+
+    cmd = SshTarget("pi@hall", 2222, "/k", ("StrictHostKeyChecking=no",)).command("true")
+    assert cmd.index("StrictHostKeyChecking=no") < cmd.index("StrictHostKeyChecking=accept-new")
+    assert cmd[-3:] == ["--", "pi@hall", "true"] and ["-p", "2222"] == cmd[cmd.index("-p") : cmd.index("-p") + 2]
+    assert not parse_probe("arch=x86_64\nuid=0\npython=3.11\nsystemd=offline\n").has_systemd
