@@ -41,7 +41,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if not args.host and not args.bundle:
         raise SerkitError("give --host USER@HOST to deploy over SSH, or --bundle DIR to write the bundle only")
     if not args.model_only and not args.board:
-        raise SerkitError("give --board (one of: pi5, pi4, pi3bplus, pizero2w); only --model-only needs none")
+        from firmware_configs import board_names
+
+        raise SerkitError(f"give --board (one of: {', '.join(board_names())}); only --model-only needs none")
     merged = None if args.model_only else merge_config(args.board, args.config)
     model = Path(args.model) if args.model else default_model_path()
     _check_model(model, load=not args.force)
