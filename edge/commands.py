@@ -284,14 +284,9 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
 
 def cmd_wait_online(args: argparse.Namespace) -> int:
     from edge.online import wait_online
-    from edge.publisher import parse_broker
 
-    config = build_config(args.config, {})
-    if parse_broker(config.broker) is None:
-        print("broker = none: no availability topic to wait for")
-        return 0
-    topic = wait_online(config, args.timeout)
-    print(f"{topic}: online")
+    topic = wait_online(build_config(args.config, {}), args.timeout)
+    print(f"{topic}: online" if topic else "broker = none: no availability topic to wait for")
     return 0
 
 

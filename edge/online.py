@@ -16,11 +16,12 @@ from edge.mqtt_payloads import ONLINE, Topics
 from edge.publisher import make_client, parse_broker
 
 
-def wait_online(config: AgentConfig, timeout_s: float) -> str:
-    """Block until <prefix>/<device>/availability reads online; returns the topic, raises SerkitError on timeout."""
+def wait_online(config: AgentConfig, timeout_s: float) -> str | None:
+    """Block until <prefix>/<device>/availability reads online and return that topic; None when the broker is
+    'none' (there is nothing to wait for); SerkitError on timeout."""
     address = parse_broker(config.broker)
     if address is None:
-        raise SerkitError("'broker' is none: there is no availability topic to wait for")
+        return None
     topic = Topics(config.topic_prefix, config.effective_device_id(), config.discovery_prefix).availability
     client = make_client(
         address,
