@@ -22,13 +22,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def require_mosquitto() -> str:
-    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+def require_program(name: str, env_var: str, package: str) -> str:
+    """The program's path; a skip where it is missing, or a failure when env_var=1 says it must be there."""
+    exe = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
     if exe:
         return exe
-    if os.environ.get("SERKIT_REQUIRE_BROKER") == "1":
-        pytest.fail("mosquitto is not installed but SERKIT_REQUIRE_BROKER=1 (scripts/test.sh installs it)")
-    pytest.skip("mosquitto is not installed (apt install mosquitto; scripts/test.sh does)")
+    if os.environ.get(env_var) == "1":
+        pytest.fail(f"{name} is not installed but {env_var}=1 (scripts/test.sh installs {package})")
+    pytest.skip(f"{name} is not installed (apt install {package}; scripts/test.sh does)")
+
+
+def require_mosquitto() -> str:
+    return require_program("mosquitto", "SERKIT_REQUIRE_BROKER", "mosquitto")
 
 
 class Mosquitto:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import systemd_standin
-from brokers import Mosquitto, Recorder, free_port
+from brokers import Mosquitto, Recorder, free_port, require_program
 from conftest import ROOT, assert_error_last_line, assert_one_line_error, pcm16, run_cli, speechlike, wav_bytes
 
 from deploy.bundle import CURRENT_MODEL, merge_config, model_id, write_bundle
@@ -198,20 +198,11 @@ def test_bundle_only_writes_the_folder(tmp_path):
 
 
 # -- the SSH path ----------------------------------------------------------------------------------------
-def _require_sshd() -> str:
-    exe = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
-    if exe:
-        return exe
-    if os.environ.get("SERKIT_REQUIRE_SSHD") == "1":
-        pytest.fail("sshd is not installed but SERKIT_REQUIRE_SSHD=1 (scripts/test.sh installs openssh-server)")
-    pytest.skip("sshd is not installed (apt install openssh-server; scripts/test.sh does)")
-
-
 class Pi:
     """This machine seen through an sshd on a loopback port, installing under a folder of its own."""
 
     def __init__(self, tmp: Path) -> None:
-        exe = _require_sshd()
+        exe = require_program("sshd", "SERKIT_REQUIRE_SSHD", "openssh-server")
         self.dir = tmp
         self.root = tmp / "pi"
         self.port = free_port()
