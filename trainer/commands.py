@@ -69,7 +69,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = TrainOptions(
         model=replace(ModelConfig(), rnn=args.rnn, rnn_units=args.units),
         augment=Augment(
-            noise=not args.no_noise, gain=not args.no_gain, shift=not args.no_shift, specaugment=not args.no_specaugment
+            noise=not args.no_noise,
+            gain=not args.no_gain,
+            shift=not args.no_shift,
+            specaugment=not args.no_specaugment,
+            speed=not args.no_speed,
         ),
         window_s=args.window_s,
         hop_s=args.hop_s,
@@ -243,7 +247,7 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rnn", choices=("lstm", "gru"), default="lstm")
     p.add_argument("--units", type=int, default=48, help="recurrent units")
     p.add_argument("--seed", type=int, default=0)
-    for name in ("noise", "gain", "shift", "specaugment"):
+    for name in ("noise", "speed", "gain", "shift", "specaugment"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"switch off {name} augmentation")
     _common(p)
     p.set_defaults(func=cmd_train)
