@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -256,14 +257,15 @@ class TrainingStream:
 
     def prepare(self) -> None:
         """Compute (or find cached) every noisy and speed-changed variant up front, with a progress bar."""
-        a = self.augment
-        jobs = [(c, "noise", v) for c in self.clips for v in range(1, a.noise_variants + 1)] if a.noise else []
-        jobs += [(c, "speed", f) for c in self.clips for f in a.speeds] if a.speed else []
-        for c, kind, v in _progress(jobs, "augmented variants"):
-            if kind == "noise":
-                self.store.noisy_features(c, v, a.snr_db)
-            else:
-                self.store.speed_features(c, v)
+        a, store = self.augment, self.store
+        jobs = []
+        for c in self.clips:
+            if a.noise:
+                jobs += [partial(store.noisy_features, c, v, a.snr_db) for v in range(1, a.noise_variants + 1)]
+            if a.speed:
+                jobs += [partial(store.speed_features, c, f) for f in a.speeds]
+        for job in _progress(jobs, "augmented variants"):
+            job()
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         n = len(self.clips)
