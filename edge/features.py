@@ -174,7 +174,7 @@ def _window(config: FeatureConfig) -> np.ndarray:
     return np.ones(n)
 
 
-def _dct_lifter_matrix(config: FeatureConfig) -> np.ndarray:
+def dct_lifter_matrix(config: FeatureConfig) -> np.ndarray:
     """(nfilt, numcep): orthonormal DCT-II rows times the cepstral lifter, applied as one matmul."""
     n, k = config.nfilt, np.arange(config.numcep)
     d = np.cos(np.pi * k[:, None] * (2 * np.arange(n)[None, :] + 1) / (2 * n)) * math.sqrt(2.0 / n)
@@ -222,7 +222,7 @@ class FeatureExtractor:
         self._win = _window(config)
         self._fb = np.ascontiguousarray(mel_filterbank(config).T / config.nfft)
         self._energy_scale = 1.0 / config.nfft
-        self._dct = _dct_lifter_matrix(config)
+        self._dct = dct_lifter_matrix(config)
         n = config.delta_width
         self._dwidth = n
         self._dcoef = np.arange(-n, n + 1, dtype=np.float64) / (2.0 * sum(k * k for k in range(1, n + 1)))

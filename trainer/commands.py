@@ -28,6 +28,16 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return v
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     from trainer.corpora import DATASETS
 
@@ -74,6 +84,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             shift=not args.no_shift,
             specaugment=not args.no_specaugment,
             speed=not args.no_speed,
+            warp=not args.no_warp,
+            mixup=not args.no_mixup,
         ),
         window_s=args.window_s,
         hop_s=args.hop_s,
@@ -82,6 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         patience=args.patience,
         batch_size=args.batch_size,
         monitor=args.monitor,
+        average_epochs=args.average_epochs,
         seed=args.seed,
     )
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
@@ -237,17 +250,23 @@ def register_train(sub: argparse._SubParsersAction) -> None:
         help="random split by clip (speaker-DEPENDENT, optimistic; every number is labelled so)",
     )
     p.add_argument("--out", help="run folder (default: runs/<timestamp>)")
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=_positive_int, default=60)
     p.add_argument("--min-epochs", type=int, default=15, help="no early stop or best-model pick before this epoch")
     p.add_argument("--patience", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--monitor", choices=("loss", "uar"), default="loss", help="validation score for early stopping")
+    p.add_argument(
+        "--average-epochs",
+        type=_positive_int,
+        default=10,
+        help="validate and keep the mean weights of the last N epochs (1: the plain weights)",
+    )
     p.add_argument("--window-s", type=_positive_float, default=3.0, help="classification window (s)")
     p.add_argument("--hop-s", type=_positive_float, default=0.5, help="hop between windows at inference (s)")
     p.add_argument("--rnn", choices=("lstm", "gru"), default="lstm")
-    p.add_argument("--units", type=int, default=48, help="recurrent units")
+    p.add_argument("--units", type=_positive_int, default=48, help="recurrent units")
     p.add_argument("--seed", type=int, default=0)
-    for name in ("noise", "speed", "gain", "shift", "specaugment"):
+    for name in ("noise", "speed", "warp", "gain", "shift", "specaugment", "mixup"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"switch off {name} augmentation")
     _common(p)
     p.set_defaults(func=cmd_train)

@@ -24,7 +24,7 @@ import numpy as np
 
 from edge.audio import read_wav
 from edge.errors import SerkitError
-from edge.features import FeatureConfig, FeatureExtractor
+from edge.features import FeatureConfig, FeatureExtractor, dct_lifter_matrix, hz_to_mel, mel_to_hz
 from edge.resample import resample_poly
 from edge.windows import clip_windows
 from trainer.corpora import Clip
@@ -154,6 +154,33 @@ def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
     return resample_poly(np.asarray(x, dtype=np.float64), up // g, down // g)
 
 
+def warp_matrix(config: FeatureConfig, alpha: float) -> np.ndarray:
+    """(numcep, numcep) map moving a frame's spectral envelope to alpha times its frequencies.
+
+    Vocal tract length perturbation (Jaitly & Hinton 2013) done on finished features:
+    cepstra back to log mel energies (the DCT/lifter is inverted, least squares when
+    numcep < nfilt), each band read from the band centre at f/alpha, forward again.
+    Formants move while pitch and tempo stay, unlike a speed change. Column 0 is
+    meaningless: c0 (loudness) is kept as it was by the caller.
+    """
+    c = config
+    dct = dct_lifter_matrix(c)  # (nfilt, numcep)
+    high = c.sample_rate / 2 if c.highfreq is None else c.highfreq
+    mels = np.linspace(hz_to_mel(c.lowfreq), hz_to_mel(high), c.nfilt + 2)[1:-1]
+    centres = mel_to_hz(mels)
+    source = hz_to_mel(np.clip(centres / alpha, centres[0], centres[-1]))
+    pos = np.interp(source, mels, np.arange(c.nfilt, dtype=np.float64))
+    interp = np.zeros((c.nfilt, c.nfilt))
+    lo = np.minimum(np.floor(pos).astype(int), c.nfilt - 1)
+    hi = np.minimum(lo + 1, c.nfilt - 1)
+    frac = pos - lo
+    np.add.at(interp, (lo, np.arange(c.nfilt)), 1 - frac)
+    np.add.at(interp, (hi, np.arange(c.nfilt)), frac)
+    no_c0 = np.eye(c.numcep)
+    no_c0[0, 0] = 0.0
+    return (no_c0 @ np.linalg.pinv(dct) @ interp @ dct).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Augment:
     """Training-time variation, each kind switchable.
@@ -161,8 +188,10 @@ class Augment:
     Noise and speed changes are made to the waveform once per (clip, variant) and
     cached, so an epoch costs feature reads, not feature extraction; a window comes
     from a speed-changed copy with probability speed_prob, else from the clean clip
-    or one of its noisy copies. Gain is exact in the feature domain (it only moves
-    c0); shift is the random crop.
+    or one of its noisy copies. Warp (a vocal-tract-length change, see warp_matrix)
+    and gain are exact and cheap in the feature domain; shift is the random crop. Mixup blends each window and its label with another
+    window of the batch (weight ~ Beta(alpha, alpha), the own window keeping the larger
+    share), which keeps the model from betting everything on cues of the few training voices.
     """
 
     noise: bool = True
@@ -179,6 +208,11 @@ class Augment:
     freq_mask_bins: int = 3
     speeds: tuple[float, ...] = (0.9, 0.95, 1.05, 1.1)
     speed_prob: float = 0.5
+    warp: bool = True
+    warp_range: tuple[float, float] = (0.9, 1.1)
+    warp_prob: float = 0.5
+    mixup: bool = True
+    mixup_alpha: float = 0.4
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -198,7 +232,7 @@ def noise_bank(seconds: float, rate: int, rng: np.random.Generator) -> list[np.n
 
 
 class TrainingStream:
-    """Endless batches of (windows, labels, weights) from random crops of the training clips."""
+    """Endless batches of (windows, label distributions, weights) from random crops of the training clips."""
 
     def __init__(
         self,
@@ -224,6 +258,7 @@ class TrainingStream:
         # A gain of g dB adds g/10*ln(10) to log energy; without append_energy c0 is the orthonormal DCT's
         # first row over log filterbank energies, which moves by that times sqrt(nfilt).
         self.c0_per_db = np.log(10) / 10 * (1.0 if c.append_energy else np.sqrt(c.nfilt))
+        self._warps = [warp_matrix(c, alpha) for alpha in np.linspace(*augment.warp_range, 21)] if augment.warp else []
 
     def _crop(self, i: int) -> np.ndarray:
         """Normalised (T, F) features of one augmented crop of training clip i."""
@@ -233,6 +268,10 @@ class TrainingStream:
             start = int(rng.integers(0, len(feats) - T + 1)) if a.shift else (len(feats) - T) // 2
             feats = feats[start : start + T]
         feats = np.array(feats, dtype=np.float32)
+        if self._warps and rng.random() < a.warp_prob:
+            warped = feats @ self._warps[int(rng.integers(len(self._warps)))]
+            warped[:, 0] = feats[:, 0]
+            feats = warped
         if a.gain:
             feats[:, 0] += self.c0_per_db * rng.uniform(*a.gain_db)
         window = clip_windows((feats - self.mean) / self.std, T, T)[0]
@@ -268,14 +307,31 @@ class TrainingStream:
             job()
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(windows (B, T, F), label distributions (B, classes), sample weights (B,)), float32."""
         n = len(self.clips)
+        one_hot = np.eye(len(self.class_weights), dtype=np.float32)
         while True:
             order = self.rng.permutation(n)
             for i in range(0, n - self.batch_size + 1 if n >= self.batch_size else 1, self.batch_size):
                 idx = order[i : i + self.batch_size]
                 x = np.stack([self._crop(j) for j in idx])
-                y = self.labels[idx]
-                yield x, y.astype(np.int32), self.class_weights[y]
+                y = one_hot[self.labels[idx]]
+                w = self.class_weights[self.labels[idx]]
+                if self.augment.mixup and len(idx) > 1:
+                    x, y, w = self._mix(x, y, w)
+                yield x, y, w
+
+    def _mix(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        alpha = self.augment.mixup_alpha
+        lam = self.rng.beta(alpha, alpha, size=len(x)).astype(np.float32)
+        lam = np.maximum(lam, 1 - lam)
+        other = self.rng.permutation(len(x))
+
+        def blend(a: np.ndarray) -> np.ndarray:
+            shape = (-1,) + (1,) * (a.ndim - 1)
+            return lam.reshape(shape) * a + (1 - lam).reshape(shape) * a[other]
+
+        return blend(x), blend(y), blend(w)
 
     def steps_per_epoch(self) -> int:
         return max(1, len(self.clips) // self.batch_size)

@@ -22,7 +22,7 @@ def training_curves(history: dict[str, list[float]], path: Path, title: str) -> 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history["loss"]) + 1)
     a.plot(epochs, history["loss"], label="train (augmented crops)")
-    a.plot(epochs, history["val_loss"], label="validation speakers (clips)")
+    a.plot(epochs, history["val_loss"], label="validation speakers (clips, averaged weights)")
     a.set_xlabel("epoch")
     a.set_ylabel("cross-entropy")
     a.legend()

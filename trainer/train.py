@@ -6,6 +6,7 @@ import json
 import math
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -38,6 +39,7 @@ class TrainOptions:
     learning_rate: float = 2e-3
     label_smoothing: float = 0.05
     monitor: str = "loss"  # "loss" (clip-level val cross-entropy) or "uar"
+    average_epochs: int = 10
     seed: int = 0
 
     def frames_per_window(self) -> int:
@@ -50,6 +52,11 @@ class TrainOptions:
         d["model"] = self.model.to_dict()
         d["augment"] = self.augment.to_dict()
         return d
+
+
+def mean_weights(snapshots: Sequence[Sequence]) -> list:
+    """Element-wise mean of several get_weights() lists (batch-norm statistics included)."""
+    return [sum(ws) / len(snapshots) for ws in zip(*snapshots, strict=True)]
 
 
 def train_run(
@@ -96,7 +103,7 @@ def train_run(
         stream.batches,
         output_signature=(
             tf.TensorSpec((None, T, F), tf.float32),
-            tf.TensorSpec((None,), tf.int32),
+            tf.TensorSpec((None, len(labels)), tf.float32),
             tf.TensorSpec((None,), tf.float32),
         ),
     ).prefetch(4)
@@ -110,21 +117,29 @@ def train_run(
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
         metrics=["accuracy"],
     )
-    n_cls = len(labels)
-    dataset = dataset.map(lambda x, y, w: (x, tf.one_hot(y, n_cls), w))
     protocol = split.protocol
     log(f"model: {model.count_params():,} parameters; window {spec.window_s:.2f} s = {T} frames x {F} features")
     log(
         f"train: {len(train_clips)} clips from {len(set(c.speaker for c in train_clips))} speakers; "
         f"validation: {len(val_clips)} clips, {describe_protocol(protocol)}"
     )
+    if options.average_epochs > 1:
+        log(f"validation scores and the saved model use the mean weights of the last {options.average_epochs} epochs")
 
-    predictor = keras_predictor(model)
+    # Validation, the best-epoch pick and the saved model all use the mean of the last
+    # average_epochs epochs' weights: with ~30 steps an epoch the raw weights swing several
+    # points on unseen speakers from one epoch to the next, and stopping on such a swing keeps
+    # a lucky spike rather than a model that generalises (stochastic weight averaging, Izmailov 2018).
+    averaged = build_model(T, F, len(labels), options.model)
+    predictor = keras_predictor(averaged)
+    snapshots: deque[list] = deque(maxlen=max(1, options.average_epochs))
     history: dict[str, list[float]] = {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "val_uar")}
     best = {"score": math.inf, "epoch": 0, "weights": None}
     started = time.time()
     for epoch in range(1, options.epochs + 1):
         h = model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+        snapshots.append(model.get_weights())
+        averaged.set_weights(mean_weights(snapshots))
         probs = clip_probabilities(predictor, val_feats, spec)
         rep = evaluate_predictions(probs, y_val, [c.speaker for c in val_clips], labels, protocol)
         history["loss"].append(float(h.history["loss"][-1]))
@@ -135,7 +150,7 @@ def train_run(
         score = rep["log_loss"] if options.monitor == "loss" else -rep["uar"]
         mark = ""
         if epoch >= options.min_epochs and score < best["score"]:
-            best = {"score": score, "epoch": epoch, "weights": model.get_weights()}
+            best = {"score": score, "epoch": epoch, "weights": averaged.get_weights()}
             mark = "  *best"
         log(
             f"epoch {epoch:3d}/{options.epochs}  train loss {history['loss'][-1]:.3f} acc {history['accuracy'][-1]:.3f}"
@@ -146,8 +161,8 @@ def train_run(
             log(f"early stop: no better validation {options.monitor} for {options.patience} epochs")
             break
     if best["weights"] is None:  # fewer epochs than min_epochs: keep the last
-        best = {"score": score, "epoch": epoch, "weights": model.get_weights()}
-    model.set_weights(best["weights"])
+        best = {"score": score, "epoch": epoch, "weights": averaged.get_weights()}
+    averaged.set_weights(best["weights"])
     history["best_epoch"] = [best["epoch"]]
     elapsed = time.time() - started
 
@@ -169,10 +184,8 @@ def train_run(
         "validation": {k: report[k] for k in ("accuracy", "macro_f1", "uar", "clips")},
     }
     spec = replace(spec, info=info, model_file="model.keras")
-    # An uncompiled twin holds the weights alone: the optimizer state would triple the file for nothing.
-    export = build_model(T, F, len(labels), options.model)
-    export.set_weights(model.get_weights())
-    export.save(out_dir / "model.keras")
+    # The uncompiled twin holds the weights alone: the optimizer state would triple the file for nothing.
+    averaged.save(out_dir / "model.keras")
     spec.save(out_dir / "model.json")
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
