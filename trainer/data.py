@@ -4,8 +4,8 @@ Both caches are keyed by the file (path, size, mtime) and, for features, the
 FeatureConfig; entries are .npy files opened memory-mapped, so memory does not
 grow with the corpus. Noise and speed changes are applied to the waveform, where
 a microphone or another voice would make them, but once per (clip, variant) and
-cached; training then only picks a variant, crops, shifts gain in c0 and masks,
-so an epoch costs feature reads, not feature extraction.
+cached; training then only picks a variant, crops, warps, shifts gain in c0, masks
+and mixes, so an epoch costs feature reads, not feature extraction.
 """
 
 from __future__ import annotations
@@ -189,9 +189,10 @@ class Augment:
     cached, so an epoch costs feature reads, not feature extraction; a window comes
     from a speed-changed copy with probability speed_prob, else from the clean clip
     or one of its noisy copies. Warp (a vocal-tract-length change, see warp_matrix)
-    and gain are exact and cheap in the feature domain; shift is the random crop. Mixup blends each window and its label with another
-    window of the batch (weight ~ Beta(alpha, alpha), the own window keeping the larger
-    share), which keeps the model from betting everything on cues of the few training voices.
+    and gain are exact and cheap in the feature domain; shift is the random crop.
+    Mixup blends each window and its label with another window of the batch (weight
+    ~ Beta(alpha, alpha), the own window keeping the larger share), which keeps the
+    model from betting everything on cues of the few training voices.
     """
 
     noise: bool = True
