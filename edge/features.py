@@ -148,11 +148,17 @@ def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
     return 700 * (10 ** (np.asarray(mel) / 2595.0) - 1)
 
 
+def mel_points(config: FeatureConfig) -> np.ndarray:
+    """The nfilt + 2 equally spaced mel points: each filter's lower edge, centre and upper edge."""
+    c = config
+    high = c.sample_rate / 2 if c.highfreq is None else c.highfreq
+    return np.linspace(hz_to_mel(c.lowfreq), hz_to_mel(high), c.nfilt + 2)
+
+
 def mel_filterbank(config: FeatureConfig) -> np.ndarray:
     """(nfilt, nfft // 2 + 1) triangular filters on FFT bins, as python_speech_features builds them."""
     c = config
-    high = c.sample_rate / 2 if c.highfreq is None else c.highfreq
-    melpoints = np.linspace(hz_to_mel(c.lowfreq), hz_to_mel(high), c.nfilt + 2)
+    melpoints = mel_points(c)
     bins = np.floor((c.nfft + 1) * mel_to_hz(melpoints) / c.sample_rate)
     fb = np.zeros((c.nfilt, c.nfft // 2 + 1))
     i = np.arange(c.nfft // 2 + 1)

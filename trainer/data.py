@@ -24,7 +24,7 @@ import numpy as np
 
 from edge.audio import read_wav
 from edge.errors import SerkitError
-from edge.features import FeatureConfig, FeatureExtractor, dct_lifter_matrix, hz_to_mel, mel_to_hz
+from edge.features import FeatureConfig, FeatureExtractor, dct_lifter_matrix, hz_to_mel, mel_points, mel_to_hz
 from edge.resample import resample_poly
 from edge.windows import clip_windows
 from trainer.corpora import Clip
@@ -165,8 +165,7 @@ def warp_matrix(config: FeatureConfig, alpha: float) -> np.ndarray:
     """
     c = config
     dct = dct_lifter_matrix(c)  # (nfilt, numcep)
-    high = c.sample_rate / 2 if c.highfreq is None else c.highfreq
-    mels = np.linspace(hz_to_mel(c.lowfreq), hz_to_mel(high), c.nfilt + 2)[1:-1]
+    mels = mel_points(c)[1:-1]  # the band centres
     centres = mel_to_hz(mels)
     source = hz_to_mel(np.clip(centres / alpha, centres[0], centres[-1]))
     pos = np.interp(source, mels, np.arange(c.nfilt, dtype=np.float64))
