@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if len(labels) < 2:
         raise SerkitError(f"training needs at least 2 labels, the data has {labels}")
     options = TrainOptions(
-        model=replace(ModelConfig(), rnn=args.rnn, rnn_units=args.units),
+        model=replace(ModelConfig(), rnn=args.rnn, rnn_units=args.units, centre=args.centre),
         augment=Augment(
             noise=not args.no_noise,
             gain=not args.no_gain,
@@ -265,6 +265,9 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hop-s", type=_positive_float, default=0.5, help="hop between windows at inference (s)")
     p.add_argument("--rnn", choices=("lstm", "gru"), default="lstm")
     p.add_argument("--units", type=_positive_int, default=48, help="recurrent units")
+    p.add_argument(
+        "--centre", action="store_true", help="also feed the model each window minus its own mean (int8 > 150 KB)"
+    )
     p.add_argument("--seed", type=int, default=0)
     for name in ("noise", "speed", "warp", "gain", "shift", "specaugment", "mixup"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"switch off {name} augmentation")

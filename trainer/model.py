@@ -5,6 +5,16 @@ the pooled time axis and is unrolled, the only form TF 2.21's int8 converter
 handles (a WHILE-loop RNN makes calibration segfault). Averaging the recurrent
 outputs over time, rather than taking the last state, keeps the decision from
 hanging on whatever the final frames happen to hold.
+
+With `centre` on, the convolutions read each window twice: as it is, and with the
+window's own mean per coefficient taken away (cepstral mean subtraction inside the
+graph, so the features on the Pi stay as they are). A voice's or a microphone's fixed
+colouring is a constant offset in the cepstra; the centred copy keeps how the voice
+moves, the plain one loudness and overall tilt, which carry arousal. Off by default:
+on RAVDESS it gained 1.6 points on average over five held-out-speaker runs, within
+seed noise, and its wider first convolution adds 11 KB to the int8 file, past 150 KB. Feeding
+a learned map of the window mean into the first convolution instead (the same
+function away from the edges, at a fifth of the weights) lost 1-5 points.
 """
 
 from __future__ import annotations
@@ -14,9 +24,9 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class ModelConfig:
-    conv: str = "1d"  # "1d": time convolutions with the cepstra as channels; "2d": 3x3 over the map
     conv_filters: tuple[int, ...] = (48, 64, 64, 64)
-    kernel: int = 5
+    kernel: int = 5  # time convolutions with the cepstra as channels
+    centre: bool = False  # also feed the window minus its own mean (see above)
     rnn: str = "lstm"  # or "gru"
     rnn_units: int = 48
     dropout: float = 0.3
@@ -24,10 +34,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "conv_filters": list(self.conv_filters)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        return cls(**{**d, "conv_filters": tuple(d["conv_filters"])})
 
 
 def build_model(frames: int, n_features: int, n_classes: int, config: ModelConfig | None = None):  # noqa: ANN201
@@ -37,22 +43,16 @@ def build_model(frames: int, n_features: int, n_classes: int, config: ModelConfi
     c = config or ModelConfig()
     reg = keras.regularizers.l2(c.l2) if c.l2 else None
     inp = keras.Input((frames, n_features), name="features")
-    if c.conv == "1d":
-        x = inp
-        for filters in c.conv_filters:
-            x = layers.Conv1D(filters, c.kernel, padding="same", use_bias=False, kernel_regularizer=reg)(x)
-            x = layers.BatchNormalization()(x)
-            x = layers.ReLU()(x)
-            x = layers.MaxPooling1D(2)(x)
-    else:
-        x = layers.Reshape((frames, n_features, 1))(inp)
-        for filters in c.conv_filters:
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg)(x)
-            x = layers.BatchNormalization()(x)
-            x = layers.ReLU()(x)
-            x = layers.MaxPooling2D((2, 2 if x.shape[2] >= 2 else 1))(x)
-        _, t, f, ch = x.shape
-        x = layers.Reshape((t, f * ch))(x)
+    x = inp
+    if c.centre:
+        window_mean = layers.GlobalAveragePooling1D(keepdims=True, name="window_mean")(inp)
+        centred = layers.Subtract(name="centred")([inp, window_mean])
+        x = layers.Concatenate(name="with_centred")([inp, centred])
+    for filters in c.conv_filters:
+        x = layers.Conv1D(filters, c.kernel, padding="same", use_bias=False, kernel_regularizer=reg)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling1D(2)(x)
     x = layers.Dropout(c.dropout)(x)
     rnn_cls = {"lstm": layers.LSTM, "gru": layers.GRU}[c.rnn]
     x = rnn_cls(c.rnn_units, return_sequences=True, unroll=True, kernel_regularizer=reg)(x)
