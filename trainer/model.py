@@ -12,9 +12,9 @@ graph, so the features on the Pi stay as they are). A voice's or a microphone's 
 colouring is a constant offset in the cepstra; the centred copy keeps how the voice
 moves, the plain one loudness and overall tilt, which carry arousal. Off by default:
 on RAVDESS it gained 1.6 points on average over five held-out-speaker runs, within
-seed noise, and its wider first convolution adds 11 KB to the int8 file, past 150 KB. Feeding
-a learned map of the window mean into the first convolution instead (the same
-function away from the edges, at a fifth of the weights) lost 1-5 points.
+seed noise, and its wider first convolution adds 11 KB to the int8 file, past 150 KB.
+Feeding a learned map of the window mean into the first convolution instead (the
+same function away from the edges, at a fifth of the weights) lost 1-5 points.
 """
 
 from __future__ import annotations
