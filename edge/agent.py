@@ -188,10 +188,6 @@ def make_publisher(config: AgentConfig, spec: ModelSpec, model_name: str) -> Any
         client_id=f"serkit-{device}",
         discovery=discovery,
         queue_size=config.queue_size,
-        username=config.username,
-        password=config.password,
-        ca_file=config.ca_file,
-        cert_file=config.cert_file,
-        key_file=config.key_file,
+        credentials=config.credentials(),
         keepalive=config.keepalive_s,
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import SerkitError
-from edge.publisher import parse_broker
+from edge.publisher import Credentials, parse_broker
 from edge.sources import parse_source
 
 if sys.version_info >= (3, 11):
@@ -101,6 +101,9 @@ class AgentConfig:
 
     def effective_device_id(self) -> str:
         return self.device_id or default_device_id()
+
+    def credentials(self) -> Credentials:
+        return Credentials(self.username, self.password, self.ca_file, self.cert_file, self.key_file)
 
     def masked(self) -> dict[str, Any]:
         return {

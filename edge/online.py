@@ -24,13 +24,7 @@ def wait_online(config: AgentConfig, timeout_s: float) -> str | None:
         return None
     topic = Topics(config.topic_prefix, config.effective_device_id(), config.discovery_prefix).availability
     client = make_client(
-        address,
-        f"serkit-check-{config.effective_device_id()}-{int(time.time())}",
-        config.username,
-        config.password,
-        config.ca_file,
-        config.cert_file,
-        config.key_file,
+        address, f"serkit-check-{config.effective_device_id()}-{int(time.time())}", config.credentials()
     )
     online = threading.Event()
     last: dict[str, str] = {}

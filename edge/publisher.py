@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -87,27 +87,31 @@ class StdoutPublisher:
             self.out.flush()
 
 
-def make_client(
-    address: BrokerAddress,
-    client_id: str,
-    username: str = "",
-    password: str = "",
-    ca_file: str = "",
-    cert_file: str = "",
-    key_file: str = "",
-) -> Any:
+@dataclass(frozen=True)
+class Credentials:
+    """Who the agent is to the broker: login and TLS files (empty = not used)."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+
+def make_client(address: BrokerAddress, client_id: str, credentials: Credentials = Credentials()) -> Any:
     """A paho 2.x client with the agent's credentials and TLS settings (not yet connected)."""
     import paho.mqtt.client as mqtt
 
+    c = credentials
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-    if username:
-        client.username_pw_set(username, password or None)
+    if c.username:
+        client.username_pw_set(c.username, c.password or None)
     if address.tls:
-        for key, path in (("ca_file", ca_file), ("cert_file", cert_file), ("key_file", key_file)):
+        for key, path in (("ca_file", c.ca_file), ("cert_file", c.cert_file), ("key_file", c.key_file)):
             if path and not Path(path).is_file():
                 raise SerkitError(f"'{key}': {path}: no such file")
         try:
-            client.tls_set(ca_certs=ca_file or None, certfile=cert_file or None, keyfile=key_file or None)
+            client.tls_set(ca_certs=c.ca_file or None, certfile=c.cert_file or None, keyfile=c.key_file or None)
         except (ssl.SSLError, ValueError, OSError) as exc:
             raise SerkitError(f"TLS settings (ca_file/cert_file/key_file) rejected: {exc}") from None
     return client
@@ -121,11 +125,7 @@ class MqttPublisher:
         client_id: str,
         discovery: list[tuple[str, dict[str, Any]]] | None,
         queue_size: int,
-        username: str = "",
-        password: str = "",
-        ca_file: str = "",
-        cert_file: str = "",
-        key_file: str = "",
+        credentials: Credentials = Credentials(),
         keepalive: int = 30,
     ) -> None:
         import paho.mqtt.client as mqtt
@@ -147,7 +147,7 @@ class MqttPublisher:
         self._closing = False
         self._last_refusal: str | None = None
 
-        client = make_client(address, client_id, username, password, ca_file, cert_file, key_file)
+        client = make_client(address, client_id, credentials)
         client.will_set(topics.availability, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_inflight_messages_set(MAX_INFLIGHT)
