@@ -80,6 +80,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
         if args.speakers
         else (set(trained.get("test_speakers") or trained.get("val_speakers") or []) & speakers)
     )
+    if not held and trained.get("kind") == "all-speakers":
+        raise SerkitError(
+            "this model was trained on every speaker (serkit train --refit), so none are held out: name the "
+            "parity speakers with --speakers (int8 is still compared with float there, on voices the model knows)"
+        )
     if not held:
         raise SerkitError(
             "no held-out speakers for the parity check in the data: give --speakers, or the corpus the "
@@ -98,11 +103,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
     calibration = representative_windows(calib_feats, calib_labels, spec, args.calibration_windows, args.seed)
     name = args.name or "model-int8"
     out_dir = Path(args.out) if args.out else model_path.parent
+    seen = sorted(held & set(trained.get("train_speakers", [])))
     protocol = {"kind": "speaker-independent", "role": "parity", "held_out_speakers": sorted(held)}
+    if seen:
+        protocol = {
+            "kind": "speaker-dependent",
+            "role": "parity",
+            "held_out_speakers": sorted(held - set(seen)),
+            "training_speakers_included": seen,
+        }
     thresholds = Thresholds(args.max_accuracy_drop, args.min_agreement)
     print(
         f"converting {model_path} ({len(calibration)} calibration windows from {len(train_speakers)} training "
-        f"speakers; parity on {len(par_clips)} clips of {len(held)} held-out speakers)",
+        f"speakers; parity on {len(par_clips)} clips of {len(held)} speakers, {len(seen)} of them seen in training)",
         file=sys.stderr,
     )
 
@@ -183,7 +196,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
             spec,
             input_quant=Quantization(float(in_q[0]), int(in_q[1])),
             output_quant=Quantization(float(out_q[0]), int(out_q[1])),
-            threshold=suggested_threshold(windows["tflite_int8"]),
+            # On voices it trained on a model is surer than on new ones; a refit model's threshold
+            # already comes from its cross-validation folds' held-out speakers.
+            threshold=spec.threshold if seen and spec.threshold > 0 else suggested_threshold(windows["tflite_int8"]),
             model_file=f"{name}.tflite",
             info=info,
         )
@@ -211,7 +226,10 @@ def register_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="training run folder or its .keras")
     p.add_argument("--data", nargs="+", required=True, help="the corpus the run was trained on")
     _add_data_args(p)
-    p.add_argument("--speakers", help="held-out speakers for the parity check (default: the run's test, else val)")
+    p.add_argument(
+        "--speakers",
+        help="speakers for the parity check (default: the run's test, else val; required for a --refit model)",
+    )
     p.add_argument("--out", help="output folder (default: beside the model)")
     p.add_argument("--name", help="file stem of the .tflite/.json (default: model-int8)")
     p.add_argument("--max-accuracy-drop", type=float, default=1.0, help="points of accuracy int8 may lose (1.0)")

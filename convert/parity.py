@@ -8,20 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.spec import ModelSpec
-from trainer.classify import WindowPredictor, clip_probabilities
+from trainer.classify import RecordingPredictor, WindowPredictor, clip_probabilities
 from trainer.metrics import evaluate_predictions
-
-
-class RecordingPredictor:
-    """Wraps a window predictor and keeps its last output, so clip metrics and window agreement share one pass."""
-
-    def __init__(self, predict: WindowPredictor) -> None:
-        self.predict = predict
-        self.windows: np.ndarray | None = None
-
-    def __call__(self, windows: np.ndarray) -> np.ndarray:
-        self.windows = self.predict(windows)
-        return self.windows
 
 
 @dataclass(frozen=True)

@@ -138,3 +138,31 @@ def run_dir(corpus, tmp_path_factory) -> Path:
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     assert "speaker-independent" in proc.stdout.decode()
     return out
+
+
+@pytest.fixture(scope="session")
+def refit_dir(corpus, tmp_path_factory) -> Path:
+    """`--folds 2 --refit` through the CLI: two fold models for the estimate, then one on every speaker."""
+    pytest.importorskip("tensorflow")
+    out = tmp_path_factory.mktemp("refit") / "r"
+    proc = run_cli(
+        "train",
+        str(corpus),
+        "--folds",
+        "2",
+        "--refit",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "8",
+        "--window-s",
+        "1.0",
+        "--out",
+        str(out),
+        "--cache",
+        str(tmp_path_factory.mktemp("cache")),
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    assert "every speaker held out once" in proc.stdout.decode()
+    return out

@@ -127,6 +127,35 @@ def test_non_unrolled_lstm_is_a_clear_error_not_a_crash(run_dir, corpus, tmp_pat
     assert not (tmp_path / "x.tflite").exists()
 
 
+def test_refit_model_converts_with_named_speakers_and_says_they_were_seen(refit_dir, corpus, tmp_path):
+    proc = run_cli("convert", str(refit_dir), "--data", str(corpus), "--out", str(tmp_path), "--no-cache")
+    assert_error_last_line(proc, "trained on every speaker", "--speakers")
+    proc = run_cli(
+        "convert",
+        str(refit_dir),
+        "--data",
+        str(corpus),
+        "--speakers",
+        "07,08",
+        "--max-accuracy-drop",
+        "100",  # an 8-epoch toy: this test is about the protocol, the gate has its own tests
+        "--min-agreement",
+        "0",
+        "--out",
+        str(tmp_path),
+        "--no-cache",
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    assert "SPEAKER-DEPENDENT" in proc.stdout.decode()
+    spec = ModelSpec.load(tmp_path / "model-int8.json")
+    parity = spec.info["parity"]["protocol"]
+    assert parity["kind"] == "speaker-dependent"
+    assert parity["training_speakers_included"] == ["ravdess:07", "ravdess:08"]
+    # Confidence on voices it trained on would overstate it: the threshold stays the cross-validation one.
+    assert spec.threshold == ModelSpec.load(refit_dir / "model.json").threshold
+
+
 def test_shipped_int8_model_is_small_all_int8_and_matches_its_spec():
     from models import DEFAULT_MODEL
 

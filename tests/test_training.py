@@ -87,3 +87,35 @@ def test_predict_and_evaluate_bad_inputs(run_dir, tmp_path):
     assert_one_line_error(run_cli("predict", str(tmp_path / "nomodel"), str(tmp_path)), "nomodel", "no such model")
     (tmp_path / "m.tflite").write_bytes(b"junk")
     assert_one_line_error(run_cli("predict", str(tmp_path / "m.tflite"), str(tmp_path)), "m.json", "spec not found")
+
+
+def test_refit_trains_the_folds_then_every_speaker_and_carries_the_estimate(refit_dir):
+    cv = json.loads((refit_dir / "cv_metrics.json").read_text())
+    # Every clip is scored once, by the fold that held its speaker out.
+    assert cv["pooled"]["clips"] == 96 and len(cv["pooled"]["per_speaker"]) == 8
+    assert sum(map(sum, cv["pooled"]["confusion_matrix"])) == 96
+    held = [set(f["speakers"]) for f in cv["per_fold"]]
+    assert not held[0] & held[1] and len(held[0] | held[1]) == 8
+    # The folds train the final model's fixed schedule: no early stop, no epoch picked on held-out speakers.
+    assert [f["best_epoch"] for f in cv["per_fold"]] == [8, 8]
+    assert cv["accuracy"] == pytest.approx(sum(f["accuracy"] for f in cv["per_fold"]) / 2)
+    assert cv["accuracy"] > 0.5  # chance is 1/3
+    assert (refit_dir / "cv_confusion_matrix.png").stat().st_size > 0
+
+    spec = ModelSpec.load(refit_dir / "model.json")
+    protocol = spec.info["training"]["protocol"]
+    assert protocol["kind"] == "all-speakers" and len(protocol["train_speakers"]) == 8
+    assert protocol["held_out_speakers"] == [] and "folds by speaker" in protocol["estimate"]
+    assert spec.info["validation"] is None and spec.info["cross_validation"]["pooled"]["clips"] == 96
+    assert len(json.loads((refit_dir / "history.json").read_text())["loss"]) == 8
+    assert not (refit_dir / "metrics.json").exists()  # no held-out speakers, so no metrics of its own
+    # The publishing threshold comes from held-out voices, not from the voices the model trained on.
+    folds = [json.loads((refit_dir / f"fold{i}" / "metrics.json").read_text()) for i in (1, 2)]
+    medians = sorted(f["median_window_confidence"] for f in folds)
+    assert spec.threshold == pytest.approx(sum(medians) / 2) and 0 < spec.threshold <= 1
+
+
+def test_refit_without_folds_is_a_clear_error(corpus, tmp_path):
+    proc = run_cli("train", str(corpus), "--refit", "--out", str(tmp_path / "r"))
+    assert_one_line_error(proc, "--refit needs --folds")
+    assert not (tmp_path / "r").exists()

@@ -32,6 +32,18 @@ def clip_probabilities(predict: WindowPredictor, feats: Sequence[np.ndarray], sp
     return np.stack(out)
 
 
+class RecordingPredictor:
+    """Wraps a window predictor and keeps its last output, so clip metrics and window-level figures share one pass."""
+
+    def __init__(self, predict: WindowPredictor) -> None:
+        self.predict = predict
+        self.windows: np.ndarray | None = None
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        self.windows = self.predict(windows)
+        return self.windows
+
+
 def keras_predictor(model) -> WindowPredictor:  # noqa: ANN001
     def predict(windows: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict(windows, batch_size=256, verbose=0), dtype=np.float32)

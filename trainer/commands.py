@@ -61,15 +61,39 @@ def _cache(args: argparse.Namespace) -> Path | None:
     return Path(args.cache) if args.cache else default_cache_dir()
 
 
+def cross_validation_summary(reports: list[dict], labels: list[str], folds: int) -> dict:
+    """Mean ± std over folds, and every clip pooled as scored by the fold that held its speaker out."""
+    from trainer.metrics import metrics_from_confusion
+
+    keys = ("accuracy", "macro_f1", "uar")
+    pooled = metrics_from_confusion(np.sum([r["confusion_matrix"] for r in reports], axis=0), labels)
+    pooled["per_speaker"] = {s: v for r in reports for s, v in r["per_speaker"].items()}
+    return {
+        "protocol": {"kind": "k-fold", "folds": folds, "held_out_speakers": "every speaker once"},
+        **{k: float(np.mean([r[k] for r in reports])) for k in keys},
+        **{f"{k}_std": float(np.std([r[k] for r in reports])) for k in keys},
+        "per_fold": [
+            {k: r[k] for k in (*keys, "clips", "best_epoch")} | {"speakers": r["protocol"]["held_out_speakers"]}
+            for r in reports
+        ],
+        "pooled": pooled,
+    }
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from serkit.cli import require_extra
 
     require_extra("train", "tensorflow", "keras", "matplotlib")
-    from trainer import corpora
+    if args.refit and not args.folds:
+        raise SerkitError(
+            "--refit needs --folds K: a model trained on every speaker has no held-out speakers, so its only "
+            "honest accuracy is the cross-validation estimate"
+        )
+    from trainer import corpora, plots
     from trainer.data import Augment
     from trainer.metrics import describe_protocol, format_report
     from trainer.model import ModelConfig
-    from trainer.splits import clip_split, parse_speakers, speaker_folds, speaker_split
+    from trainer.splits import Split, clip_split, parse_speakers, speaker_folds, speaker_split
     from trainer.train import TrainOptions, train_run
 
     clips = _load(args)
@@ -103,26 +127,52 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"data: {summary['clips']} clips, {summary['speakers']} speakers, labels {', '.join(labels)}", file=sys.stderr
     )
     if args.folds:
+        if args.refit:
+            # The final model has no speakers to stop on, so the folds that estimate its accuracy
+            # train the same fixed schedule: stopping each fold on its own held-out speakers would
+            # pick epochs with the test speakers and flatter the estimate.
+            options = replace(options, min_epochs=options.epochs, patience=options.epochs)
         reports = []
         for split in speaker_folds(clips, args.folds, seed=args.seed):
             fold = split.protocol["fold"]
             print(f"--- fold {fold}/{args.folds}: {describe_protocol(split.protocol)}", file=sys.stderr)
             rep, _ = train_run(split, labels, options, out / f"fold{fold}", _cache(args), summary)
             reports.append(rep)
-        keys = ("accuracy", "macro_f1", "uar")
-        cv = {
-            "protocol": {"kind": "k-fold", "folds": args.folds, "held_out_speakers": "every speaker once"},
-            **{k: float(np.mean([r[k] for r in reports])) for k in keys},
-            **{f"{k}_std": float(np.std([r[k] for r in reports])) for k in keys},
-            "per_fold": [
-                {k: r[k] for k in (*keys, "clips")} | {"speakers": r["protocol"]["held_out_speakers"]} for r in reports
-            ],
-        }
+        cv = cross_validation_summary(reports, labels, args.folds)
         (out / "cv_metrics.json").write_text(json.dumps(cv, indent=2) + "\n")
-        print(
-            f"cross-validation ({describe_protocol(reports[0]['protocol'])}): accuracy {cv['accuracy'] * 100:.1f}% "
-            f"± {cv['accuracy_std'] * 100:.1f}, UAR {cv['uar'] * 100:.1f}% ± {cv['uar_std'] * 100:.1f}  -> {out}"
+        plots.confusion_matrix_png(
+            cv["pooled"]["confusion_matrix"],
+            labels,
+            out / "cv_confusion_matrix.png",
+            f"{args.folds}-fold by speaker, every clip scored by the fold that held its speaker out: "
+            f"accuracy {cv['pooled']['accuracy'] * 100:.1f}%",
         )
+        line = (
+            f"accuracy {cv['accuracy'] * 100:.1f}% ± {cv['accuracy_std'] * 100:.1f}, "
+            f"UAR {cv['uar'] * 100:.1f}% ± {cv['uar_std'] * 100:.1f} "
+            f"(mean ± std over {args.folds} folds by speaker, every speaker held out once)"
+        )
+        print(f"cross-validation: {line}", file=sys.stderr if args.refit else sys.stdout)
+        if not args.refit:
+            print(f"-> {out}")
+            return 0
+        print(f"--- final model: every speaker, the same {options.epochs} epochs", file=sys.stderr)
+        every = sorted({c.speaker for c in clips})
+        protocol = {
+            "kind": "all-speakers",
+            "role": "final",
+            "train_speakers": every,
+            "val_speakers": [],
+            "test_speakers": [],
+            "held_out_speakers": [],
+            "estimate": line,
+        }
+        _, spec = train_run(Split(list(clips), [], [], protocol), labels, options, out, _cache(args), summary)
+        # The publishing threshold comes from held-out voices too: on voices it trained on a model is surer.
+        threshold = float(np.median([r["median_window_confidence"] for r in reports]))
+        spec = replace(spec, threshold=threshold, info={**spec.info, "cross_validation": cv})
+        spec.save(out / "model.json")
+        print(f"final model trained on all {len(every)} speakers; {line} -> {out}")
         return 0
     if args.clip_split:
         print(
@@ -244,6 +294,12 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-speakers", help="comma-separated validation speakers (e.g. 17,18 or ravdess:17)")
     p.add_argument("--test-speakers", help="comma-separated test speakers, never used for training or stopping")
     p.add_argument("--folds", type=int, help="k-fold cross-validation by speaker instead of one split")
+    p.add_argument(
+        "--refit",
+        action="store_true",
+        help="with --folds: then train the model to ship on every speaker, for the fixed --epochs (the folds "
+        "train the same schedule, without early stopping); its accuracy is the cross-validation estimate",
+    )
     p.add_argument(
         "--clip-split",
         action="store_true",

@@ -69,10 +69,19 @@ def evaluate_predictions(
 def describe_protocol(protocol: dict) -> str:
     """One line saying how a number was measured, printed beside every accuracy."""
     kind = protocol.get("kind", "unknown")
+    if kind == "speaker-dependent" and protocol.get("training_speakers_included"):
+        seen = protocol["training_speakers_included"]
+        return (
+            f"SPEAKER-DEPENDENT: includes {len(seen)} speaker(s) seen in training ({', '.join(seen[:8])}"
+            f"{', ...' if len(seen) > 8 else ''}; optimistic)"
+        )
     if kind == "speaker-dependent":
         return "SPEAKER-DEPENDENT clip-level random split (speakers leak between train and test; optimistic)"
     held = protocol.get("held_out_speakers") or []
     shown = ", ".join(held[:8]) + (f", ... ({len(held)} in all)" if len(held) > 8 else "")
+    if kind == "all-speakers":
+        estimate = protocol.get("estimate")
+        return "trained on every speaker, none held out" + (f" (its accuracy estimate: {estimate})" if estimate else "")
     if kind == "k-fold":
         return (
             f"speaker-independent {protocol.get('folds')}-fold cross-validation by speaker (all speakers held out once)"

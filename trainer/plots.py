@@ -21,15 +21,17 @@ def training_curves(history: dict[str, list[float]], path: Path, title: str) -> 
     plt = _pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history["loss"]) + 1)
+    validated = bool(history.get("val_loss"))  # a final run on every speaker has no validation curves
     a.plot(epochs, history["loss"], label="train (augmented crops)")
-    a.plot(epochs, history["val_loss"], label="validation speakers (clips, averaged weights)")
+    if validated:
+        a.plot(epochs, history["val_loss"], label="validation speakers (clips, averaged weights)")
     a.set_xlabel("epoch")
     a.set_ylabel("cross-entropy")
     a.legend()
     b.plot(epochs, np.array(history["accuracy"]) * 100, label="train accuracy")
-    b.plot(epochs, np.array(history["val_accuracy"]) * 100, label="val accuracy")
-    b.plot(epochs, np.array(history["val_uar"]) * 100, label="val UAR")
-    if "best_epoch" in history:
+    if validated:
+        b.plot(epochs, np.array(history["val_accuracy"]) * 100, label="val accuracy")
+        b.plot(epochs, np.array(history["val_uar"]) * 100, label="val UAR")
         for ax in (a, b):
             ax.axvline(history["best_epoch"][0], color="grey", ls="--", lw=1)
     b.set_xlabel("epoch")

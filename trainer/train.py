@@ -1,4 +1,8 @@
-"""One training run: speaker-held-out validation, early stopping, and a run folder with model, spec, metrics, plots."""
+"""One training run: speaker-held-out validation, early stopping, and a run folder with model, spec, metrics, plots.
+
+With no validation speakers (the final model of `serkit train --folds K --refit`) it trains the fixed
+schedule and keeps the last averaged weights; its accuracy is the cross-validation estimate, not its own.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from edge.features import FeatureConfig
 from edge.spec import ModelSpec
 from trainer import corpora, plots
-from trainer.classify import clip_probabilities, keras_predictor
+from trainer.classify import RecordingPredictor, clip_probabilities, keras_predictor
 from trainer.data import Augment, ClipStore, TrainingStream, class_weights, normalisation_stats
 from trainer.metrics import describe_protocol, evaluate_predictions, format_report
 from trainer.model import ModelConfig, build_model
@@ -76,7 +82,7 @@ def train_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     store = ClipStore(options.features, cache_dir)
     train_clips, train_feats = store.load(split.train, "train features")
-    val_clips, val_feats = store.load(split.val, "validation features")
+    val_clips, val_feats = store.load(split.val, "validation features") if split.val else ([], [])
     mean, std = normalisation_stats(train_feats)
     T = options.frames_per_window()
     spec = ModelSpec(
@@ -121,10 +127,11 @@ def train_run(
     log(f"model: {model.count_params():,} parameters; window {spec.window_s:.2f} s = {T} frames x {F} features")
     log(
         f"train: {len(train_clips)} clips from {len(set(c.speaker for c in train_clips))} speakers; "
-        f"validation: {len(val_clips)} clips, {describe_protocol(protocol)}"
+        + (f"validation: {len(val_clips)} clips, " if val_clips else "")
+        + describe_protocol(protocol)
     )
     if options.average_epochs > 1:
-        log(f"validation scores and the saved model use the mean weights of the last {options.average_epochs} epochs")
+        log(f"the saved model (and validation) use the mean weights of the last {options.average_epochs} epochs")
 
     # Validation, the best-epoch pick and the saved model all use the mean of the last
     # average_epochs epochs' weights: with ~30 steps an epoch the raw weights swing several
@@ -136,14 +143,23 @@ def train_run(
     history: dict[str, list[float]] = {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "val_uar")}
     best = {"score": math.inf, "epoch": 0, "weights": None}
     started = time.time()
+    validate = bool(val_clips)
+    if not validate:
+        log(f"no validation speakers: a fixed {options.epochs} epochs, keeping the last averaged weights")
     for epoch in range(1, options.epochs + 1):
         h = model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
         snapshots.append(model.get_weights())
         averaged.set_weights(mean_weights(snapshots))
-        probs = clip_probabilities(predictor, val_feats, spec)
-        rep = evaluate_predictions(probs, y_val, [c.speaker for c in val_clips], labels, protocol)
         history["loss"].append(float(h.history["loss"][-1]))
         history["accuracy"].append(float(h.history["accuracy"][-1]))
+        if not validate:
+            log(
+                f"epoch {epoch:3d}/{options.epochs}  train loss {history['loss'][-1]:.3f} "
+                f"acc {history['accuracy'][-1]:.3f}  [{time.time() - started:5.0f} s]"
+            )
+            continue
+        probs = clip_probabilities(predictor, val_feats, spec)
+        rep = evaluate_predictions(probs, y_val, [c.speaker for c in val_clips], labels, protocol)
         history["val_loss"].append(rep["log_loss"])
         history["val_accuracy"].append(rep["accuracy"])
         history["val_uar"].append(rep["uar"])
@@ -160,16 +176,19 @@ def train_run(
         if best["epoch"] and epoch - best["epoch"] >= options.patience:
             log(f"early stop: no better validation {options.monitor} for {options.patience} epochs")
             break
-    if best["weights"] is None:  # fewer epochs than min_epochs: keep the last
-        best = {"score": score, "epoch": epoch, "weights": averaged.get_weights()}
+    if best["weights"] is None:  # fewer epochs than min_epochs, or nothing to validate on: keep the last
+        best = {"score": math.nan, "epoch": epoch, "weights": averaged.get_weights()}
     averaged.set_weights(best["weights"])
     history["best_epoch"] = [best["epoch"]]
     elapsed = time.time() - started
 
-    probs = clip_probabilities(predictor, val_feats, spec)
-    report = evaluate_predictions(probs, y_val, [c.speaker for c in val_clips], labels, protocol)
-    report["best_epoch"] = best["epoch"]
-    report["train_seconds"] = round(elapsed, 1)
+    report: dict = {"best_epoch": best["epoch"], "train_seconds": round(elapsed, 1), "protocol": protocol}
+    if validate:
+        recorder = RecordingPredictor(predictor)
+        probs = clip_probabilities(recorder, val_feats, spec)
+        report = {**evaluate_predictions(probs, y_val, [c.speaker for c in val_clips], labels, protocol), **report}
+        # How sure the model is on voices it never heard: `--refit` sets its publishing threshold from this.
+        report["median_window_confidence"] = round(float(np.median(recorder.windows.max(axis=1))), 3)
 
     info = {
         "training": {
@@ -181,21 +200,22 @@ def train_run(
             "train_seconds": round(elapsed, 1),
             "data": data_summary or corpora.summary(list(split.train) + list(split.val) + list(split.test)),
         },
-        "validation": {k: report[k] for k in ("accuracy", "macro_f1", "uar", "clips")},
+        "validation": {k: report[k] for k in ("accuracy", "macro_f1", "uar", "clips")} if validate else None,
     }
     spec = replace(spec, info=info, model_file="model.keras")
     # The uncompiled twin holds the weights alone: the optimizer state would triple the file for nothing.
     averaged.save(out_dir / "model.keras")
     spec.save(out_dir / "model.json")
-    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     title = f"{describe_protocol(protocol)}"
     plots.training_curves(history, out_dir / "training_curves.png", title)
-    plots.confusion_matrix_png(
-        report["confusion_matrix"],
-        labels,
-        out_dir / "confusion_matrix.png",
-        f"val accuracy {report['accuracy'] * 100:.1f}%, UAR {report['uar'] * 100:.1f}% — {title}",
-    )
-    log(format_report(report, f"validation (best epoch {best['epoch']}, {elapsed:.0f} s)"))
+    if validate:
+        (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        plots.confusion_matrix_png(
+            report["confusion_matrix"],
+            labels,
+            out_dir / "confusion_matrix.png",
+            f"val accuracy {report['accuracy'] * 100:.1f}%, UAR {report['uar'] * 100:.1f}% — {title}",
+        )
+        log(format_report(report, f"validation (best epoch {best['epoch']}, {elapsed:.0f} s)"))
     return report, spec
