@@ -111,20 +111,15 @@ def corpus(tmp_path_factory) -> Path:
     return make_ravdess_like(tmp_path_factory.mktemp("synth"), range(1, 9), takes=4)
 
 
-@pytest.fixture(scope="session")
-def run_dir(corpus, tmp_path_factory) -> Path:
-    """A real training run through the CLI (speakers 07 and 08 held out for validation)."""
+def _train_tiny(corpus: Path, tmp_path_factory: pytest.TempPathFactory, *args: str) -> tuple[Path, str]:
+    """A real `serkit train` on the synthetic corpus, small enough for CI; returns (run folder, stdout)."""
     pytest.importorskip("tensorflow")
     out = tmp_path_factory.mktemp("run") / "r"
+    cache = tmp_path_factory.mktemp("cache")
     proc = run_cli(
         "train",
         str(corpus),
-        "--val-speakers",
-        "07,08",
-        "--epochs",
-        "14",
-        "--min-epochs",
-        "4",
+        *args,
         "--batch-size",
         "8",
         "--window-s",
@@ -132,37 +127,26 @@ def run_dir(corpus, tmp_path_factory) -> Path:
         "--out",
         str(out),
         "--cache",
-        str(tmp_path_factory.mktemp("cache")),
+        str(cache),
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    assert "speaker-independent" in proc.stdout.decode()
+    return out, proc.stdout.decode()
+
+
+@pytest.fixture(scope="session")
+def run_dir(corpus, tmp_path_factory) -> Path:
+    """A real training run through the CLI (speakers 07 and 08 held out for validation)."""
+    out, stdout = _train_tiny(
+        corpus, tmp_path_factory, "--val-speakers", "07,08", "--epochs", "14", "--min-epochs", "4"
+    )
+    assert "speaker-independent" in stdout
     return out
 
 
 @pytest.fixture(scope="session")
 def refit_dir(corpus, tmp_path_factory) -> Path:
     """`--folds 2 --refit` through the CLI: two fold models for the estimate, then one on every speaker."""
-    pytest.importorskip("tensorflow")
-    out = tmp_path_factory.mktemp("refit") / "r"
-    proc = run_cli(
-        "train",
-        str(corpus),
-        "--folds",
-        "2",
-        "--refit",
-        "--epochs",
-        "8",
-        "--batch-size",
-        "8",
-        "--window-s",
-        "1.0",
-        "--out",
-        str(out),
-        "--cache",
-        str(tmp_path_factory.mktemp("cache")),
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
-    assert "every speaker held out once" in proc.stdout.decode()
+    out, stdout = _train_tiny(corpus, tmp_path_factory, "--folds", "2", "--refit", "--epochs", "8")
+    assert "every speaker held out once" in stdout
     return out

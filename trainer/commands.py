@@ -127,11 +127,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"data: {summary['clips']} clips, {summary['speakers']} speakers, labels {', '.join(labels)}", file=sys.stderr
     )
     if args.folds:
-        if args.refit:
-            # The final model has no speakers to stop on, so the folds that estimate its accuracy
-            # train the same fixed schedule: stopping each fold on its own held-out speakers would
-            # pick epochs with the test speakers and flatter the estimate.
-            options = replace(options, min_epochs=options.epochs, patience=options.epochs)
+        # Each fold's held-out speakers are its test speakers, so they must not choose its epoch:
+        # stopping on them would flatter the estimate. The folds train the fixed schedule, which is
+        # also what a --refit model, with no speakers to stop on, trains.
+        options = replace(options, min_epochs=options.epochs, patience=options.epochs)
         reports = []
         for split in speaker_folds(clips, args.folds, seed=args.seed):
             fold = split.protocol["fold"]
@@ -293,12 +292,16 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     _add_data_args(p)
     p.add_argument("--val-speakers", help="comma-separated validation speakers (e.g. 17,18 or ravdess:17)")
     p.add_argument("--test-speakers", help="comma-separated test speakers, never used for training or stopping")
-    p.add_argument("--folds", type=int, help="k-fold cross-validation by speaker instead of one split")
+    p.add_argument(
+        "--folds",
+        type=int,
+        help="k-fold cross-validation by speaker instead of one split (each fold trains the fixed --epochs)",
+    )
     p.add_argument(
         "--refit",
         action="store_true",
-        help="with --folds: then train the model to ship on every speaker, for the fixed --epochs (the folds "
-        "train the same schedule, without early stopping); its accuracy is the cross-validation estimate",
+        help="with --folds: then train the model to ship on every speaker for the same fixed --epochs; "
+        "its accuracy is the cross-validation estimate",
     )
     p.add_argument(
         "--clip-split",
