@@ -55,14 +55,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
     import keras
 
     from convert.audit import audit, strip_names
-    from convert.parity import Thresholds, compare, format_table, gate, run_parity, suggested_threshold
+    from convert.parity import Thresholds, compare, format_table, gate, run_parity
     from convert.tflite_convert import convert_in_subprocess
     from edge.runtime import TFLiteModel, interpreter_class
     from edge.spec import ModelSpec, Quantization
     from trainer import corpora
-    from trainer.classify import keras_predictor, resolve_model
+    from trainer.classify import keras_predictor, resolve_model, suggested_threshold
     from trainer.commands import _cache
     from trainer.data import ClipStore
+    from trainer.evaluate import protocol_for
     from trainer.metrics import describe_protocol
     from trainer.splits import parse_speakers, resolve_speakers
 
@@ -103,15 +104,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     calibration = representative_windows(calib_feats, calib_labels, spec, args.calibration_windows, args.seed)
     name = args.name or "model-int8"
     out_dir = Path(args.out) if args.out else model_path.parent
-    seen = sorted(held & set(trained.get("train_speakers", [])))
-    protocol = {"kind": "speaker-independent", "role": "parity", "held_out_speakers": sorted(held)}
-    if seen:
-        protocol = {
-            "kind": "speaker-dependent",
-            "role": "parity",
-            "held_out_speakers": sorted(held - set(seen)),
-            "training_speakers_included": seen,
-        }
+    protocol = {**protocol_for(spec, [c for c in clips if c.speaker in held]), "role": "parity"}
+    seen = protocol.get("training_speakers_included", [])
     thresholds = Thresholds(args.max_accuracy_drop, args.min_agreement)
     print(
         f"converting {model_path} ({len(calibration)} calibration windows from {len(train_speakers)} training "

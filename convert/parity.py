@@ -58,11 +58,6 @@ def gate(reports: dict, agreement: dict, thresholds: Thresholds) -> list[str]:
     return fails
 
 
-def suggested_threshold(int8_windows: np.ndarray) -> float:
-    """Median int8 window confidence on the parity set: publishing above it keeps the more certain half."""
-    return round(float(np.median(int8_windows.max(axis=1))), 3)
-
-
 def format_table(reports: dict, agreement: dict, protocol_line: str) -> str:
     lines = [
         f"parity on {protocol_line}",

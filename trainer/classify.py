@@ -44,6 +44,11 @@ class RecordingPredictor:
         return self.windows
 
 
+def suggested_threshold(windows: np.ndarray) -> float:
+    """Median window confidence on held-out clips: publishing above it keeps the more certain half."""
+    return round(float(np.median(windows.max(axis=1))), 3)
+
+
 def keras_predictor(model) -> WindowPredictor:  # noqa: ANN001
     def predict(windows: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict(windows, batch_size=256, verbose=0), dtype=np.float32)

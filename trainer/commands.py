@@ -93,7 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainer.data import Augment
     from trainer.metrics import describe_protocol, format_report
     from trainer.model import ModelConfig
-    from trainer.splits import Split, clip_split, parse_speakers, speaker_folds, speaker_split
+    from trainer.splits import clip_split, every_speaker, parse_speakers, speaker_folds, speaker_split
     from trainer.train import TrainOptions, train_run
 
     clips = _load(args)
@@ -156,22 +156,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"-> {out}")
             return 0
         print(f"--- final model: every speaker, the same {options.epochs} epochs", file=sys.stderr)
-        every = sorted({c.speaker for c in clips})
-        protocol = {
-            "kind": "all-speakers",
-            "role": "final",
-            "train_speakers": every,
-            "val_speakers": [],
-            "test_speakers": [],
-            "held_out_speakers": [],
-            "estimate": line,
-        }
-        _, spec = train_run(Split(list(clips), [], [], protocol), labels, options, out, _cache(args), summary)
+        final = every_speaker(clips, line)
+        _, spec = train_run(final, labels, options, out, _cache(args), summary)
         # The publishing threshold comes from held-out voices too: on voices it trained on a model is surer.
         threshold = float(np.median([r["median_window_confidence"] for r in reports]))
         spec = replace(spec, threshold=threshold, info={**spec.info, "cross_validation": cv})
         spec.save(out / "model.json")
-        print(f"final model trained on all {len(every)} speakers; {line} -> {out}")
+        print(f"final model trained on all {len(final.protocol['train_speakers'])} speakers; {line} -> {out}")
         return 0
     if args.clip_split:
         print(

@@ -114,6 +114,21 @@ def speaker_folds(clips: Sequence[Clip], k: int, seed: int = 0) -> list[Split]:
     return folds
 
 
+def every_speaker(clips: Sequence[Clip], estimate: str) -> Split:
+    """All clips for training, none held out: the final model of a --refit, whose accuracy is `estimate`."""
+    every = sorted({c.speaker for c in clips})
+    protocol = {
+        "kind": "all-speakers",
+        "role": "final",
+        "train_speakers": every,
+        "val_speakers": [],
+        "test_speakers": [],
+        "held_out_speakers": [],
+        "estimate": estimate,
+    }
+    return Split(list(clips), [], [], protocol)
+
+
 def clip_split(clips: Sequence[Clip], val_fraction: float = 0.2, seed: int = 0) -> Split:
     """Random split by clip: speakers appear on both sides. Only behind --clip-split; every number is labelled."""
     idx = list(range(len(clips)))

@@ -15,12 +15,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
 from edge.features import FeatureConfig
 from edge.spec import ModelSpec
 from trainer import corpora, plots
-from trainer.classify import RecordingPredictor, clip_probabilities, keras_predictor
+from trainer.classify import RecordingPredictor, clip_probabilities, keras_predictor, suggested_threshold
 from trainer.data import Augment, ClipStore, TrainingStream, class_weights, normalisation_stats
 from trainer.metrics import describe_protocol, evaluate_predictions, format_report
 from trainer.model import ModelConfig, build_model
@@ -152,11 +150,11 @@ def train_run(
         averaged.set_weights(mean_weights(snapshots))
         history["loss"].append(float(h.history["loss"][-1]))
         history["accuracy"].append(float(h.history["accuracy"][-1]))
+        head = (
+            f"epoch {epoch:3d}/{options.epochs}  train loss {history['loss'][-1]:.3f} acc {history['accuracy'][-1]:.3f}"
+        )
         if not validate:
-            log(
-                f"epoch {epoch:3d}/{options.epochs}  train loss {history['loss'][-1]:.3f} "
-                f"acc {history['accuracy'][-1]:.3f}  [{time.time() - started:5.0f} s]"
-            )
+            log(f"{head}  [{time.time() - started:5.0f} s]")
             continue
         probs = clip_probabilities(predictor, val_feats, spec)
         rep = evaluate_predictions(probs, y_val, [c.speaker for c in val_clips], labels, protocol)
@@ -169,8 +167,7 @@ def train_run(
             best = {"score": score, "epoch": epoch, "weights": averaged.get_weights()}
             mark = "  *best"
         log(
-            f"epoch {epoch:3d}/{options.epochs}  train loss {history['loss'][-1]:.3f} acc {history['accuracy'][-1]:.3f}"
-            f"  | val loss {rep['log_loss']:.3f} acc {rep['accuracy'] * 100:5.1f}% UAR {rep['uar'] * 100:5.1f}%"
+            f"{head}  | val loss {rep['log_loss']:.3f} acc {rep['accuracy'] * 100:5.1f}% UAR {rep['uar'] * 100:5.1f}%"
             f"  [{time.time() - started:5.0f} s]{mark}"
         )
         if best["epoch"] and epoch - best["epoch"] >= options.patience:
@@ -188,7 +185,7 @@ def train_run(
         probs = clip_probabilities(recorder, val_feats, spec)
         report = {**evaluate_predictions(probs, y_val, [c.speaker for c in val_clips], labels, protocol), **report}
         # How sure the model is on voices it never heard: `--refit` sets its publishing threshold from this.
-        report["median_window_confidence"] = round(float(np.median(recorder.windows.max(axis=1))), 3)
+        report["median_window_confidence"] = suggested_threshold(recorder.windows)
 
     info = {
         "training": {
