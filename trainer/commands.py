@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,14 +29,17 @@ def _positive_float(text: str) -> float:
     return v
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return v
+def _int_at_least(lo: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {text}")
+        return v
+
+    return parse
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -73,7 +77,8 @@ def cross_validation_summary(reports: list[dict], labels: list[str], folds: int)
         **{k: float(np.mean([r[k] for r in reports])) for k in keys},
         **{f"{k}_std": float(np.std([r[k] for r in reports])) for k in keys},
         "per_fold": [
-            {k: r[k] for k in (*keys, "clips", "best_epoch")} | {"speakers": r["protocol"]["held_out_speakers"]}
+            {k: r[k] for k in (*keys, "clips", "best_epoch", "teacher_ensemble") if k in r}
+            | {"speakers": r["protocol"]["held_out_speakers"]}
             for r in reports
         ],
         "pooled": pooled,
@@ -94,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainer.metrics import describe_protocol, format_report
     from trainer.model import ModelConfig
     from trainer.splits import clip_split, every_speaker, parse_speakers, speaker_folds, speaker_split
-    from trainer.train import TrainOptions, train_run
+    from trainer.train import TrainOptions, train_model
 
     clips = _load(args)
     labels = corpora.label_order(clips)
@@ -120,6 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         monitor=args.monitor,
         average_epochs=args.average_epochs,
         seed=args.seed,
+        teachers=args.teachers,
     )
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     summary = corpora.summary(clips)
@@ -135,7 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         for split in speaker_folds(clips, args.folds, seed=args.seed):
             fold = split.protocol["fold"]
             print(f"--- fold {fold}/{args.folds}: {describe_protocol(split.protocol)}", file=sys.stderr)
-            rep, _ = train_run(split, labels, options, out / f"fold{fold}", _cache(args), summary)
+            rep, _ = train_model(split, labels, options, out / f"fold{fold}", _cache(args), summary)
             reports.append(rep)
         cv = cross_validation_summary(reports, labels, args.folds)
         (out / "cv_metrics.json").write_text(json.dumps(cv, indent=2) + "\n")
@@ -157,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 0
         print(f"--- final model: every speaker, the same {options.epochs} epochs", file=sys.stderr)
         final = every_speaker(clips, line)
-        _, spec = train_run(final, labels, options, out, _cache(args), summary)
+        _, spec = train_model(final, labels, options, out, _cache(args), summary)
         # The publishing threshold comes from held-out voices too: on voices it trained on a model is surer.
         threshold = float(np.median([r["median_window_confidence"] for r in reports]))
         spec = replace(spec, threshold=threshold, info={**spec.info, "cross_validation": cv})
@@ -174,7 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         split = speaker_split(
             clips, parse_speakers(args.val_speakers), parse_speakers(args.test_speakers), seed=args.seed
         )
-    rep, spec = train_run(split, labels, options, out, _cache(args), summary)
+    rep, spec = train_model(split, labels, options, out, _cache(args), summary)
     if split.test:
         from trainer.classify import load_predictor
         from trainer.evaluate import evaluate_clips
@@ -300,25 +306,32 @@ def register_train(sub: argparse._SubParsersAction) -> None:
         help="random split by clip (speaker-DEPENDENT, optimistic; every number is labelled so)",
     )
     p.add_argument("--out", help="run folder (default: runs/<timestamp>)")
-    p.add_argument("--epochs", type=_positive_int, default=60)
+    p.add_argument("--epochs", type=_int_at_least(1), default=60)
     p.add_argument("--min-epochs", type=int, default=15, help="no early stop or best-model pick before this epoch")
     p.add_argument("--patience", type=int, default=15)
-    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--batch-size", type=_int_at_least(1), default=32)
     p.add_argument("--monitor", choices=("loss", "uar"), default="loss", help="validation score for early stopping")
     p.add_argument(
         "--average-epochs",
-        type=_positive_int,
+        type=_int_at_least(1),
         default=10,
         help="validate and keep the mean weights of the last N epochs (1: the plain weights)",
     )
     p.add_argument("--window-s", type=_positive_float, default=3.0, help="classification window (s)")
     p.add_argument("--hop-s", type=_positive_float, default=0.5, help="hop between windows at inference (s)")
     p.add_argument("--rnn", choices=("lstm", "gru"), default="lstm")
-    p.add_argument("--units", type=_positive_int, default=48, help="recurrent units")
+    p.add_argument("--units", type=_int_at_least(1), default=48, help="recurrent units")
     p.add_argument(
         "--centre", action="store_true", help="also feed the model each window minus its own mean (int8 > 150 KB)"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--teachers",
+        type=_int_at_least(0),
+        default=0,
+        help="first train N models with seeds seed+1.. on the same speakers, then distil their mean prediction "
+        "into the model (same size and speed, about N+1.5 times the training time; the default model used 2)",
+    )
     for name in ("noise", "speed", "warp", "gain", "shift", "specaugment", "mixup"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"switch off {name} augmentation")
     _common(p)
