@@ -193,6 +193,7 @@ def train_run(
         metrics=["accuracy"],
     )
     protocol = split.protocol
+    val_speakers = [c.speaker for c in val_clips]
     log(f"model: {model.count_params():,} parameters; window {spec.window_s:.2f} s = {T} frames x {F} features")
     log(
         f"train: {len(train_clips)} clips from {len(set(c.speaker for c in train_clips))} speakers; "
@@ -228,7 +229,7 @@ def train_run(
             log(f"{head}  [{time.time() - started:5.0f} s]")
             continue
         probs = clip_probabilities(predictor, val_feats, spec)
-        rep = evaluate_predictions(probs, y_val, [c.speaker for c in val_clips], labels, protocol)
+        rep = evaluate_predictions(probs, y_val, val_speakers, labels, protocol)
         history["val_loss"].append(rep["log_loss"])
         history["val_accuracy"].append(rep["accuracy"])
         history["val_uar"].append(rep["uar"])
@@ -254,12 +255,12 @@ def train_run(
     if validate:
         recorder = RecordingPredictor(predictor)
         probs = clip_probabilities(recorder, val_feats, spec)
-        report = {**evaluate_predictions(probs, y_val, [c.speaker for c in val_clips], labels, protocol), **report}
+        report = {**evaluate_predictions(probs, y_val, val_speakers, labels, protocol), **report}
         # How sure the model is on voices it never heard: `--refit` sets its publishing threshold from this.
         report["median_window_confidence"] = suggested_threshold(recorder.windows)
         if teachers:  # what the distilled model is measured against, on the same held-out clips
             mean_probs = sum(clip_probabilities(keras_predictor(t), val_feats, spec) for t in teachers) / len(teachers)
-            ensemble = evaluate_predictions(mean_probs, y_val, [c.speaker for c in val_clips], labels, protocol)
+            ensemble = evaluate_predictions(mean_probs, y_val, val_speakers, labels, protocol)
             report["teacher_ensemble"] = {k: ensemble[k] for k in ("accuracy", "macro_f1", "uar")}
             log(
                 f"the {len(teachers)} teachers' mean on the same clips: accuracy {ensemble['accuracy'] * 100:.1f}%, "
