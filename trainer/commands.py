@@ -99,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainer.metrics import describe_protocol, format_report
     from trainer.model import ModelConfig
     from trainer.splits import clip_split, every_speaker, parse_speakers, speaker_folds, speaker_split
-    from trainer.train import TrainOptions, train_model
+    from trainer.train import TrainOptions, train_model, train_models
 
     clips = _load(args)
     labels = corpora.label_order(clips)
@@ -137,12 +137,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         # stopping on them would flatter the estimate. The folds train the fixed schedule, which is
         # also what a --refit model, with no speakers to stop on, trains.
         options = replace(options, min_epochs=options.epochs, patience=options.epochs)
-        reports = []
-        for split in speaker_folds(clips, args.folds, seed=args.seed):
+        splits = speaker_folds(clips, args.folds, seed=args.seed)
+        models = []
+        for split in splits:
             fold = split.protocol["fold"]
-            print(f"--- fold {fold}/{args.folds}: {describe_protocol(split.protocol)}", file=sys.stderr)
-            rep, _ = train_model(split, labels, options, out / f"fold{fold}", _cache(args), summary)
-            reports.append(rep)
+            print(f"fold {fold}/{args.folds}: {describe_protocol(split.protocol)}", file=sys.stderr)
+            models.append((f"fold {fold}/{args.folds}", split, out / f"fold{fold}"))
+        if args.refit:  # trains beside the folds; its estimate is filled in when they are done
+            final = every_speaker(clips, f"{args.folds}-fold cross-validation by speaker, cv_metrics.json")
+            models.append(("final model (every speaker)", final, out))
+        results = train_models(models, labels, options, _cache(args), summary, jobs=args.jobs)
+        reports = [rep for rep, _ in results[: args.folds]]
         cv = cross_validation_summary(reports, labels, args.folds)
         (out / "cv_metrics.json").write_text(json.dumps(cv, indent=2) + "\n")
         plots.confusion_matrix_png(
@@ -161,12 +166,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.refit:
             print(f"-> {out}")
             return 0
-        print(f"--- final model: every speaker, the same {options.epochs} epochs", file=sys.stderr)
-        final = every_speaker(clips, line)
-        _, spec = train_model(final, labels, options, out, _cache(args), summary)
+        spec = results[-1][1]
+        training = {**spec.info["training"], "protocol": {**spec.info["training"]["protocol"], "estimate": line}}
         # The publishing threshold comes from held-out voices too: on voices it trained on a model is surer.
         threshold = float(np.median([r["median_window_confidence"] for r in reports]))
-        spec = replace(spec, threshold=threshold, info={**spec.info, "cross_validation": cv})
+        spec = replace(spec, threshold=threshold, info={**spec.info, "training": training, "cross_validation": cv})
         spec.save(out / "model.json")
         print(f"final model trained on all {len(final.protocol['train_speakers'])} speakers; {line} -> {out}")
         return 0
@@ -180,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         split = speaker_split(
             clips, parse_speakers(args.val_speakers), parse_speakers(args.test_speakers), seed=args.seed
         )
-    rep, spec = train_model(split, labels, options, out, _cache(args), summary)
+    rep, spec = train_model(split, labels, options, out, _cache(args), summary, jobs=args.jobs)
     if split.test:
         from trainer.classify import load_predictor
         from trainer.evaluate import evaluate_clips
@@ -331,6 +335,13 @@ def register_train(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="first train N models with seeds seed+1.. on the same speakers, then distil their mean prediction "
         "into the model (same size and speed, about N+1.5 times the training time; the default model used 2)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=_int_at_least(1),
+        default=1,
+        help="train up to N runs at once (the folds, the final model, teachers), each in its own process "
+        "logging to train.log in its folder; about the number of CPU cores",
     )
     for name in ("noise", "speed", "warp", "gain", "shift", "specaugment", "mixup"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"switch off {name} augmentation")

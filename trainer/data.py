@@ -231,6 +231,26 @@ def noise_bank(seconds: float, rate: int, rng: np.random.Generator) -> list[np.n
     return bank
 
 
+def compute_variants(
+    store: ClipStore, clips: Sequence[Clip], augment: Augment, desc: str | None = "augmented variants"
+) -> None:
+    """Compute (or find cached) every noisy and speed-changed variant of the clips (desc None: no progress bar).
+
+    Unreadable clips are passed over here: ClipStore.load reports them where the clips are used.
+    """
+    jobs = []
+    for c in clips:
+        if augment.noise:
+            jobs += [partial(store.noisy_features, c, v, augment.snr_db) for v in range(1, augment.noise_variants + 1)]
+        if augment.speed:
+            jobs += [partial(store.speed_features, c, f) for f in augment.speeds]
+    for job in _progress(jobs, desc) if desc else jobs:
+        try:
+            job()
+        except SerkitError:
+            pass
+
+
 class TrainingStream:
     """Endless batches of (windows, label distributions, weights) from random crops of the training clips."""
 
@@ -296,15 +316,7 @@ class TrainingStream:
 
     def prepare(self) -> None:
         """Compute (or find cached) every noisy and speed-changed variant up front, with a progress bar."""
-        a, store = self.augment, self.store
-        jobs = []
-        for c in self.clips:
-            if a.noise:
-                jobs += [partial(store.noisy_features, c, v, a.snr_db) for v in range(1, a.noise_variants + 1)]
-            if a.speed:
-                jobs += [partial(store.speed_features, c, f) for f in a.speeds]
-        for job in _progress(jobs, "augmented variants"):
-            job()
+        compute_variants(self.store, self.clips, self.augment)
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(windows (B, T, F), label distributions (B, classes), sample weights (B,)), float32."""

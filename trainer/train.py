@@ -2,7 +2,7 @@
 
 With no validation speakers (the final model of `serkit train --folds K --refit`) it trains the fixed
 schedule and keeps the last averaged weights; its accuracy is the cross-validation estimate, not its own.
-With `teachers`, the run is preceded by teacher runs on the same speakers (see train_model).
+With `teachers`, the run is preceded by teacher runs on the same speakers (see train_models).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from edge.spec import ModelSpec
 from trainer import corpora, plots
 from trainer.classify import RecordingPredictor, clip_probabilities, keras_predictor, suggested_threshold
 from trainer.data import Augment, ClipStore, TrainingStream, class_weights, normalisation_stats
+from trainer.jobs import execute, model_runs, with_teachers_time
 from trainer.metrics import describe_protocol, evaluate_predictions, format_report
 from trainer.model import ModelConfig, build_model
 from trainer.splits import Split
@@ -47,7 +48,7 @@ class TrainOptions:
     monitor: str = "loss"  # "loss" (clip-level val cross-entropy) or "uar"
     average_epochs: int = 10
     seed: int = 0
-    teachers: int = 0  # runs with other seeds whose mean prediction the model also learns from (train_model)
+    teachers: int = 0  # runs with other seeds whose mean prediction the model also learns from (train_models)
     distil_weight: float = 0.5  # the teachers' share of each training target
 
     def frames_per_window(self) -> int:
@@ -71,6 +72,39 @@ def _logger(verbose: bool) -> Callable[..., None]:
     return (lambda *a: print(*a, file=sys.stderr, flush=True)) if verbose else (lambda *a: None)
 
 
+def train_models(
+    models: Sequence[tuple[str, Split, Path]],
+    labels: Sequence[str],
+    options: TrainOptions,
+    cache_dir: Path | None,
+    data_summary: dict | None = None,
+    verbose: bool = True,
+    jobs: int = 1,
+) -> list[tuple[dict, ModelSpec]]:
+    """Several (title, split, run folder) models with the same options, their runs sharing `jobs` processes.
+
+    Each model is train_run, preceded by `options.teachers` teacher runs when there are any.
+    Ensemble distillation (Hinton et al. 2015, "Distilling the knowledge in a neural network"): the
+    teachers train on the same speakers with seeds seed+1, seed+2, ...; the model then learns from
+    each training window's label mixed with the teachers' mean prediction on that very window
+    (augmented and mixed up as it is). On RAVDESS one seed swings several points on unseen voices;
+    over five speaker folds a model distilled from two teachers scored 1.7 points above the average
+    single model, level with its teachers' mean, at one model's size and speed. The teachers never
+    see a held-out speaker, so the held-out figures stay honest.
+    The teachers stay in <run folder>/teachers/seed<N>, each a complete run folder. Returns each
+    model's (validation report, spec), in the order given.
+    """
+    plans = [model_runs(title, split, options, out_dir) for title, split, out_dir in models]
+    outcomes = execute([run for plan in plans for run in plan], labels, cache_dir, data_summary, jobs, verbose)
+    results = []
+    for plan in plans:
+        run = plan[-1]
+        outcome = outcomes[run.out_dir]
+        # train_seconds is the model's own run; what a user waits for includes its teachers.
+        results.append((outcome.report, with_teachers_time(outcomes, run) if run.teachers else outcome.spec))
+    return results
+
+
 def train_model(
     split: Split,
     labels: Sequence[str],
@@ -79,38 +113,10 @@ def train_model(
     cache_dir: Path | None,
     data_summary: dict | None = None,
     verbose: bool = True,
+    jobs: int = 1,
 ) -> tuple[dict, ModelSpec]:
-    """train_run, preceded by `options.teachers` teacher runs when there are any.
-
-    Ensemble distillation (Hinton et al. 2015, "Distilling the knowledge in a neural network"): the
-    teachers train on the same speakers with seeds seed+1, seed+2, ...; the model then learns from
-    each training window's label mixed with the teachers' mean prediction on that very window
-    (augmented and mixed up as it is). On RAVDESS one seed swings several points on unseen voices;
-    over five speaker folds a model distilled from two teachers scored 1.7 points above the average
-    single model, level with its teachers' mean, at one model's size and speed. The teachers never
-    see a held-out speaker, so the held-out figures stay honest.
-    The teachers stay in out_dir/teachers/seed<N>, each a complete run folder.
-    """
-    if not options.teachers:
-        return train_run(split, labels, options, out_dir, cache_dir, data_summary, verbose)
-    import keras
-
-    log = _logger(verbose)
-    started = time.time()
-    teachers = []
-    for k in range(options.teachers):
-        seed = options.seed + 1 + k
-        log(f"--- teacher {k + 1}/{options.teachers} (seed {seed})")
-        folder = out_dir / "teachers" / f"seed{seed}"
-        train_run(split, labels, replace(options, seed=seed, teachers=0), folder, cache_dir, data_summary, verbose)
-        teachers.append(keras.saving.load_model(folder / "model.keras", compile=False))
-    log(f"--- distilled model (seed {options.seed}): labels mixed with the {options.teachers} teachers' mean")
-    report, spec = train_run(split, labels, options, out_dir, cache_dir, data_summary, verbose, teachers)
-    # train_seconds is the distilled run's own; what a user waits for includes the teachers.
-    training = {**spec.info["training"], "train_seconds_with_teachers": round(time.time() - started, 1)}
-    spec = replace(spec, info={**spec.info, "training": training})
-    spec.save(out_dir / "model.json")
-    return report, spec
+    """One model (with its teachers, if any) in out_dir; see train_models."""
+    return train_models([("model", split, out_dir)], labels, options, cache_dir, data_summary, verbose, jobs)[0]
 
 
 def distil_targets(labels: Any, teacher_probs: Sequence[Any], weight: float) -> Any:

@@ -1,0 +1,75 @@
+"""`serkit train --jobs N`: the runs of one command (folds, final model, teachers) side by side in processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import _train_tiny, run_cli
+
+from trainer.jobs import model_runs
+from trainer.splits import Split
+from trainer.train import TrainOptions
+
+
+def test_a_model_with_teachers_is_its_teacher_runs_then_itself():
+    split = Split([], [], [], {"kind": "speaker-independent"})
+    runs = model_runs("fold 1/5", split, TrainOptions(seed=3, teachers=2), Path("out/fold1"))
+    assert [r.out_dir for r in runs] == [
+        Path("out/fold1/teachers/seed4"),
+        Path("out/fold1/teachers/seed5"),
+        Path("out/fold1"),
+    ]
+    assert [(r.options.seed, r.options.teachers) for r in runs] == [(4, 0), (5, 0), (3, 2)]
+    assert runs[0].teachers == runs[1].teachers == ()
+    assert runs[2].teachers == (runs[0].out_dir, runs[1].out_dir)
+    assert all(r.split is split for r in runs)
+    assert runs[2].title == "fold 1/5, distilled from 2 teachers"
+
+    (only,) = model_runs("model", split, TrainOptions(), Path("out"))
+    assert only.teachers == () and only.out_dir == Path("out") and only.title == "model"
+
+
+def test_jobs_below_one_is_a_one_line_error(corpus, tmp_path):
+    proc = run_cli("train", str(corpus), "--folds", "2", "--jobs", "0", "--out", str(tmp_path / "r"))
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "serkit train: error: argument --jobs: must be >= 1, got 0"
+
+
+@pytest.mark.slow
+def test_folds_final_model_and_teachers_train_side_by_side(corpus, refit_dir, tmp_path_factory):
+    from edge.spec import ModelSpec
+
+    # refit_dir's command with one teacher per model and two processes: six runs.
+    args = ("--folds", "2", "--refit", "--epochs", "8", "--teachers", "1", "--jobs", "2")
+    out, stdout = _train_tiny(corpus, tmp_path_factory, *args)
+    assert "every speaker held out once" in stdout
+
+    folders = [out / "fold1", out / "fold2", out]
+    for folder in folders + [f / "teachers" / "seed1" for f in folders]:
+        for name in ("model.keras", "model.json", "history.json", "training_curves.png"):
+            assert (folder / name).stat().st_size > 0, folder / name
+        # Each run's progress went to its own log, not to the terminal.
+        log = (folder / "train.log").read_text()
+        assert "epoch   8/8" in log and "epoch   1/8" in log, folder
+
+    # The same folds as the one-process run: same speakers held out, each by the model and its teacher.
+    cv, plain_cv = (json.loads((d / "cv_metrics.json").read_text()) for d in (out, refit_dir))
+    assert [f["speakers"] for f in cv["per_fold"]] == [f["speakers"] for f in plain_cv["per_fold"]]
+    for k, fold in enumerate(cv["per_fold"], 1):
+        for folder in (out / f"fold{k}", out / f"fold{k}" / "teachers" / "seed1"):
+            trained = ModelSpec.load(folder / "model.json").info["training"]["protocol"]["train_speakers"]
+            assert not set(trained) & set(fold["speakers"]), folder
+        assert "teacher_ensemble" in fold
+    assert cv["pooled"]["clips"] == 96 and cv["accuracy"] > 0.5  # chance is 1/3
+
+    spec = ModelSpec.load(out / "model.json")
+    training = spec.info["training"]
+    # The final model trained beside the folds; its estimate is the folds' line once they were done.
+    assert "folds by speaker" in training["protocol"]["estimate"] and len(training["protocol"]["train_speakers"]) == 8
+    assert spec.info["cross_validation"]["pooled"]["clips"] == 96
+    assert spec.threshold > 0
+    assert training["options"]["teachers"] == 1
+    assert training["train_seconds_with_teachers"] > training["train_seconds"]

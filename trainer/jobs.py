@@ -1,0 +1,211 @@
+"""The training runs of one command as a small job graph, run one after another or side by side.
+
+A model with teachers is several runs (the teachers, then the model that learns from them), and
+`--folds K --refit` is K+1 such models. None of them depends on another except a model on its own
+teachers, so with `--jobs N` up to N runs train at once, each in its own process (TensorFlow keeps
+process-wide state, and one small model cannot keep several cores busy: two runs with one thread
+each train nearly twice as fast as one run with two). A parallel run writes its progress to
+train.log in its run folder; this process prints one line as each starts and ends. Outcomes are
+the same runs, seeds and folders as with one job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edge.errors import SerkitError
+from edge.spec import ModelSpec
+from trainer.corpora import Clip
+from trainer.data import Augment, ClipStore, compute_variants
+from trainer.splits import Split
+
+if TYPE_CHECKING:  # trainer.train imports this module; the workers start without TensorFlow
+    from trainer.train import TrainOptions
+
+
+@dataclass(frozen=True)
+class Run:
+    """One train_run: its split, options and folder, and the run folders whose models it learns from."""
+
+    title: str
+    split: Split
+    options: TrainOptions
+    out_dir: Path
+    teachers: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    report: dict
+    spec: ModelSpec
+    started: float
+    finished: float
+
+
+def model_runs(title: str, split: Split, options: TrainOptions, out_dir: Path) -> list[Run]:
+    """The runs one model needs: its teachers (seeds seed+1, ...) in out_dir/teachers/seed<N>, then itself."""
+    teachers = [
+        Run(
+            f"{title}, teacher seed {seed}",
+            split,
+            replace(options, seed=seed, teachers=0),
+            out_dir / "teachers" / f"seed{seed}",
+        )
+        for seed in range(options.seed + 1, options.seed + 1 + options.teachers)
+    ]
+    if teachers:
+        title = f"{title}, distilled from {len(teachers)} teacher{'s' if len(teachers) > 1 else ''}"
+    return [*teachers, Run(title, split, options, out_dir, tuple(t.out_dir for t in teachers))]
+
+
+def _train(run: Run, labels: Sequence[str], cache_dir: Path | None, summary: dict | None, verbose: bool):  # noqa: ANN202
+    import keras
+
+    from trainer.train import train_run
+
+    teachers = [keras.saving.load_model(d / "model.keras", compile=False) for d in run.teachers]
+    return train_run(run.split, labels, run.options, run.out_dir, cache_dir, summary, verbose, teachers)
+
+
+def _start_worker(threads: int) -> None:
+    # Before TensorFlow is imported, which reads these once.
+    for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ[name] = str(threads)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _train_in_worker(run: Run, labels: Sequence[str], cache_dir: Path | None, summary: dict | None):  # noqa: ANN202
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # At the descriptor level, so TensorFlow's own messages land in the run's log too.
+    with open(run.out_dir / "train.log", "w", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        result = _train(run, labels, cache_dir, summary, True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return result
+
+
+def _warm_in_worker(clips: Sequence[Clip], features, augment: Augment, cache_dir: Path) -> None:  # noqa: ANN001
+    store = ClipStore(features, cache_dir)
+    for clip in clips:
+        try:
+            store.features(clip)
+        except SerkitError:
+            pass  # reported by ClipStore.load in the run that uses the clip
+    compute_variants(store, clips, augment, desc=None)
+
+
+def _outcome_line(run: Run, outcome: Outcome) -> str:
+    took = f"{outcome.finished - outcome.started:.0f} s"
+    rep = outcome.report
+    if "accuracy" not in rep:
+        return f"{run.title}: done in {took}"
+    return f"{run.title}: done in {took}, held-out accuracy {rep['accuracy'] * 100:.1f}%, UAR {rep['uar'] * 100:.1f}%"
+
+
+def execute(
+    runs: Sequence[Run],
+    labels: Sequence[str],
+    cache_dir: Path | None,
+    summary: dict | None = None,
+    jobs: int = 1,
+    verbose: bool = True,
+) -> dict[Path, Outcome]:
+    """Train every run, each after the runs it learns from; {run folder: outcome}."""
+    log: Callable[[str], None] = (lambda m: print(m, file=sys.stderr, flush=True)) if verbose else (lambda m: None)
+    done: dict[Path, Outcome] = {}
+    if jobs <= 1:
+        for run in runs:
+            log(f"--- {run.title}")
+            started = time.time()
+            report, spec = _train(run, labels, cache_dir, summary, verbose)
+            done[run.out_dir] = Outcome(report, spec, started, time.time())
+        return done
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    log(
+        f"training {len(runs)} runs, up to {jobs} at once ({threads} thread(s) each); each logs to train.log in its folder"
+    )
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(threads,))
+    running: dict[Future, tuple[Run, float]] = {}
+    try:
+        if cache_dir is not None:
+            _warm_cache(pool, runs, cache_dir, jobs, log)
+        # Teachers first: the models waiting on them are what keeps the slots busy later.
+        teaching = {t for run in runs for t in run.teachers}
+        pending = sorted(runs, key=lambda r: r.out_dir not in teaching)
+        while pending or running:
+            for run in [r for r in pending if all(t in done for t in r.teachers)]:
+                if len(running) >= jobs:
+                    break
+                pending.remove(run)
+                running[pool.submit(_train_in_worker, run, labels, cache_dir, summary)] = (run, time.time())
+                log(f"started {run.title} -> {run.out_dir / 'train.log'}")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                run, started = running.pop(future)
+                try:
+                    report, spec = future.result()
+                except SerkitError as exc:
+                    raise SerkitError(f"{run.title}: {exc} (its log: {run.out_dir / 'train.log'})") from None
+                except BrokenProcessPool:
+                    raise SerkitError(
+                        f"the process training {run.title} died; its log: {run.out_dir / 'train.log'}"
+                    ) from None
+                done[run.out_dir] = Outcome(report, spec, started, time.time())
+                log(f"[{len(done)}/{len(runs)}] {_outcome_line(run, done[run.out_dir])}")
+    except BaseException as exc:
+        # Don't wait minutes for the other runs to finish before reporting a failure. An interrupt
+        # rather than a kill: the worker then stops at its next Python step and hands the executor
+        # back its locks, which a killed one would leave behind. (A Ctrl-C reached them already.)
+        if not isinstance(exc, KeyboardInterrupt):
+            for process in list(getattr(pool, "_processes", {}).values()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGINT)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return done
+
+
+def _warm_cache(pool: ProcessPoolExecutor, runs: Sequence[Run], cache_dir: Path, jobs: int, log) -> None:  # noqa: ANN001
+    """Compute every clip's features and augmented variants once, split over the workers.
+
+    Otherwise parallel runs on a cold cache would each compute the same clips' variants.
+    """
+    groups: dict[tuple, dict[Path, Clip]] = {}
+    for run in runs:
+        key = (run.options.features, run.options.augment)
+        clips = groups.setdefault(key, {})
+        for clip in (*run.split.train, *run.split.val):
+            clips[clip.path] = clip
+    for (features, augment), by_path in groups.items():
+        clips = list(by_path.values())
+        log(f"features and augmented variants of {len(clips)} clips, in {jobs} processes")
+        chunks = [clips[i::jobs] for i in range(jobs)]
+        for future in [pool.submit(_warm_in_worker, c, features, augment, cache_dir) for c in chunks if c]:
+            future.result()
+
+
+def with_teachers_time(outcomes: dict[Path, Outcome], run: Run) -> ModelSpec:
+    """The run's spec with train_seconds_with_teachers (wall time from its first teacher's start), saved."""
+    own = outcomes[run.out_dir]
+    started = min(outcomes[d].started for d in (*run.teachers, run.out_dir))
+    training = {**own.spec.info["training"], "train_seconds_with_teachers": round(own.finished - started, 1)}
+    spec = replace(own.spec, info={**own.spec.info, "training": training})
+    spec.save(run.out_dir / "model.json")
+    return spec
