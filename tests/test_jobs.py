@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import _train_tiny, run_cli
+from conftest import _train_tiny, assert_error_last_line, run_cli
 
 from trainer.jobs import model_runs
 from trainer.splits import Split
@@ -36,6 +36,28 @@ def test_jobs_below_one_is_a_one_line_error(corpus, tmp_path):
     err = proc.stderr.decode()
     assert proc.returncode == 2 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1] == "serkit train: error: argument --jobs: must be >= 1, got 0"
+
+
+def test_a_failing_run_stops_the_command_with_one_line_naming_it_and_its_log(tmp_path):
+    pytest.importorskip("tensorflow")
+    # RAVDESS names, no audio: the corpus is found, and every run fails on reading its clips.
+    for actor in ("01", "02", "03", "04"):
+        folder = tmp_path / "corpus" / f"Actor_{actor}"
+        folder.mkdir(parents=True)
+        for emotion in ("01", "05"):
+            for take in ("01", "02"):
+                (folder / f"03-01-{emotion}-01-{take}-01-{actor}.wav").write_text("not audio")
+    out = tmp_path / "run"
+    proc = run_cli(
+        "train", str(tmp_path / "corpus"), "--folds", "2", "--jobs", "2", "--out", str(out),
+        "--cache", str(tmp_path / "cache"), timeout=300,
+    )  # fmt: skip
+    last = assert_error_last_line(proc, "none of the 8 clips could be read", "(its log: ")
+    fold = last.split("serkit: error: fold ")[1][0]
+    assert f"(its log: {out / f'fold{fold}' / 'train.log'})" in last
+    # The unreadable clips are listed in that run's log.
+    assert "not a WAV file" in (out / f"fold{fold}" / "train.log").read_text()
+    assert "leaked" not in proc.stderr.decode()  # the other worker was stopped cleanly
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.errors import SerkitError
+from edge.features import FeatureConfig
 from edge.spec import ModelSpec
 from trainer.corpora import Clip
 from trainer.data import Augment, ClipStore, compute_variants
@@ -99,14 +100,16 @@ def _train_in_worker(run: Run, labels: Sequence[str], cache_dir: Path | None, su
         return result
 
 
-def _warm_in_worker(clips: Sequence[Clip], features, augment: Augment, cache_dir: Path) -> None:  # noqa: ANN001
+def _warm_in_worker(
+    clips: Sequence[Clip], trained: Sequence[bool], features: FeatureConfig, augment: Augment, cache_dir: Path
+) -> None:
     store = ClipStore(features, cache_dir)
     for clip in clips:
         try:
             store.features(clip)
         except SerkitError:
             pass  # reported by ClipStore.load in the run that uses the clip
-    compute_variants(store, clips, augment, desc=None)
+    compute_variants(store, [c for c, t in zip(clips, trained, strict=True) if t], augment, desc=None)
 
 
 def _outcome_line(run: Run, outcome: Outcome) -> str:
@@ -187,17 +190,19 @@ def _warm_cache(pool: ProcessPoolExecutor, runs: Sequence[Run], cache_dir: Path,
 
     Otherwise parallel runs on a cold cache would each compute the same clips' variants.
     """
-    groups: dict[tuple, dict[Path, Clip]] = {}
+    groups: dict[tuple, dict[Path, tuple[Clip, bool]]] = {}
     for run in runs:
         key = (run.options.features, run.options.augment)
         clips = groups.setdefault(key, {})
-        for clip in (*run.split.train, *run.split.val):
-            clips[clip.path] = clip
+        for clip in run.split.val:
+            clips.setdefault(clip.path, (clip, False))
+        for clip in run.split.train:  # the augmented variants only for clips some run trains on
+            clips[clip.path] = (clip, True)
     for (features, augment), by_path in groups.items():
-        clips = list(by_path.values())
-        log(f"features and augmented variants of {len(clips)} clips, in {jobs} processes")
-        chunks = [clips[i::jobs] for i in range(jobs)]
-        for future in [pool.submit(_warm_in_worker, c, features, augment, cache_dir) for c in chunks if c]:
+        clips, trained = zip(*by_path.values(), strict=True)
+        log(f"features of {len(clips)} clips and augmented variants of {sum(trained)}, in {jobs} processes")
+        chunks = [(clips[i::jobs], trained[i::jobs]) for i in range(jobs)]
+        for future in [pool.submit(_warm_in_worker, c, t, features, augment, cache_dir) for c, t in chunks if c]:
             future.result()
 
 
