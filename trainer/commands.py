@@ -99,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainer.metrics import describe_protocol, format_report
     from trainer.model import ModelConfig
     from trainer.splits import clip_split, every_speaker, parse_speakers, speaker_folds, speaker_split
-    from trainer.train import TrainOptions, train_model, train_models
+    from trainer.train import TrainOptions, train_models
 
     clips = _load(args)
     labels = corpora.label_order(clips)
@@ -184,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         split = speaker_split(
             clips, parse_speakers(args.val_speakers), parse_speakers(args.test_speakers), seed=args.seed
         )
-    rep, spec = train_model(split, labels, options, out, _cache(args), summary, jobs=args.jobs)
+    ((rep, spec),) = train_models([("model", split, out)], labels, options, _cache(args), summary, jobs=args.jobs)
     if split.test:
         from trainer.classify import load_predictor
         from trainer.evaluate import evaluate_clips

@@ -105,20 +105,6 @@ def train_models(
     return results
 
 
-def train_model(
-    split: Split,
-    labels: Sequence[str],
-    options: TrainOptions,
-    out_dir: Path,
-    cache_dir: Path | None,
-    data_summary: dict | None = None,
-    verbose: bool = True,
-    jobs: int = 1,
-) -> tuple[dict, ModelSpec]:
-    """One model (with its teachers, if any) in out_dir; see train_models."""
-    return train_models([("model", split, out_dir)], labels, options, cache_dir, data_summary, verbose, jobs)[0]
-
-
 def distil_targets(labels: Any, teacher_probs: Sequence[Any], weight: float) -> Any:
     """Each window's training target: its (mixed-up) label distribution blended with the teachers' mean."""
     return (1.0 - weight) * labels + weight * (sum(teacher_probs) / len(teacher_probs))
