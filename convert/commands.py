@@ -15,8 +15,6 @@ import numpy as np
 
 from edge.errors import SerkitError
 
-CALIBRATION_ATTEMPTS = 3
-
 
 def representative_windows(feats: list[np.ndarray], labels: np.ndarray, spec, n: int, seed: int) -> np.ndarray:  # noqa: ANN001
     """Calibration windows from training speakers, stratified by class, plus the per-feature extremes.
@@ -54,9 +52,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     require_extra("train", "tensorflow", "keras")
     import keras
 
-    from convert.audit import audit, strip_names
+    from convert.audit import strip_names
     from convert.parity import Thresholds, compare, format_table, gate, run_parity
-    from convert.tflite_convert import convert_in_subprocess
+    from convert.tflite_convert import convert_in_subprocess, convert_int8_audited
     from edge.runtime import TFLiteModel, interpreter_class
     from edge.spec import ModelSpec, Quantization
     from trainer import corpora
@@ -117,19 +115,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
         float_path, int8_path = Path(tmp) / "float.tflite", Path(tmp) / f"{name}.tflite"
         convert_in_subprocess(model_path, float_path, "float")
         strip_names(float_path)
-        for attempt in range(1, CALIBRATION_ATTEMPTS + 1):
-            convert_in_subprocess(model_path, int8_path, "int8", calibration)
-            strip_names(int8_path)
-            report_audit = audit(int8_path)
-            problems = report_audit["problems"]
-            # Now and then the quantizer leaves one op (seen: a SPLIT in the unrolled LSTM) float for one
-            # calibration draw and not for another; a fresh draw is the fix, not accepting the float op.
-            if not problems or attempt == CALIBRATION_ATTEMPTS or not all(p.startswith("float ops") for p in problems):
-                break
-            print(f"the converter left float ops ({problems[0]}); calibrating again with a new draw", file=sys.stderr)
-            calibration = representative_windows(
+
+        def draw(attempt: int) -> np.ndarray:
+            if attempt == 0:
+                return calibration
+            return representative_windows(
                 calib_feats, calib_labels, spec, args.calibration_windows, args.seed + attempt
             )
+
+        report_audit = convert_int8_audited(
+            model_path, int8_path, draw, lambda message: print(message, file=sys.stderr)
+        )
+        problems = report_audit["problems"]
         if problems:
             raise SerkitError(f"{model_path}: the int8 model fails the audit: {'; '.join(problems)}")
         model = keras.saving.load_model(model_path, compile=False)

@@ -13,11 +13,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from edge.errors import SerkitError
+
+CALIBRATION_ATTEMPTS = 3
 
 
 def _convert(keras_path: str, out_path: str, mode: str, calibration: str | None = None) -> None:
@@ -80,3 +83,29 @@ def convert_in_subprocess(
             raise SerkitError(f"{keras_path}: {mode} conversion failed: {reason}")
         out_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(partial, out_path)
+
+
+def convert_int8_audited(
+    keras_path: Path,
+    out_path: Path,
+    draw: Callable[[int], np.ndarray],
+    on_retry: Callable[[str], None] = lambda message: None,
+) -> dict:
+    """Full-int8 conversion calibrated on draw(0), names stripped, audited; returns the last audit.
+
+    Now and then the quantizer leaves one op (seen: a SPLIT in the unrolled LSTM) float for one
+    calibration draw and not for another; a fresh draw (draw(1), draw(2), ...) is the fix, not
+    accepting the float op. Up to CALIBRATION_ATTEMPTS draws; refusing what problems remain is
+    the caller's.
+    """
+    from convert.audit import audit, strip_names
+
+    for attempt in range(CALIBRATION_ATTEMPTS):
+        convert_in_subprocess(keras_path, out_path, "int8", draw(attempt))
+        strip_names(out_path)
+        report = audit(out_path)
+        problems = report["problems"]
+        if not problems or attempt == CALIBRATION_ATTEMPTS - 1 or not all(p.startswith("float ops") for p in problems):
+            break
+        on_retry(f"the converter left float ops ({problems[0]}); calibrating again with a new draw")
+    return report
