@@ -70,6 +70,11 @@ def model_runs(title: str, split: Split, options: TrainOptions, out_dir: Path) -
     return [*teachers, Run(title, split, options, out_dir, tuple(t.out_dir for t in teachers))]
 
 
+def stderr_log(verbose: bool) -> Callable[[str], None]:
+    """A progress printer to stderr, or one that prints nothing."""
+    return (lambda message: print(message, file=sys.stderr, flush=True)) if verbose else (lambda message: None)
+
+
 def _train(run: Run, labels: Sequence[str], cache_dir: Path | None, summary: dict | None, verbose: bool):  # noqa: ANN202
     import keras
 
@@ -129,7 +134,7 @@ def execute(
     verbose: bool = True,
 ) -> dict[Path, Outcome]:
     """Train every run, each after the runs it learns from; {run folder: outcome}."""
-    log: Callable[[str], None] = (lambda m: print(m, file=sys.stderr, flush=True)) if verbose else (lambda m: None)
+    log = stderr_log(verbose)
     done: dict[Path, Outcome] = {}
     if jobs <= 1:
         for run in runs:
@@ -185,7 +190,9 @@ def execute(
     return done
 
 
-def _warm_cache(pool: ProcessPoolExecutor, runs: Sequence[Run], cache_dir: Path, jobs: int, log) -> None:  # noqa: ANN001
+def _warm_cache(
+    pool: ProcessPoolExecutor, runs: Sequence[Run], cache_dir: Path, jobs: int, log: Callable[[str], None]
+) -> None:
     """Compute every clip's features and augmented variants once, split over the workers.
 
     Otherwise parallel runs on a cold cache would each compute the same clips' variants.

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from edge.spec import ModelSpec
 from trainer import corpora, plots
 from trainer.classify import RecordingPredictor, clip_probabilities, keras_predictor, suggested_threshold
 from trainer.data import Augment, ClipStore, TrainingStream, class_weights, normalisation_stats
-from trainer.jobs import execute, model_runs, with_teachers_time
+from trainer.jobs import execute, model_runs, stderr_log, with_teachers_time
 from trainer.metrics import describe_protocol, evaluate_predictions, format_report
 from trainer.model import ModelConfig, build_model
 from trainer.splits import Split
@@ -66,10 +65,6 @@ class TrainOptions:
 def mean_weights(snapshots: Sequence[Sequence]) -> list:
     """Element-wise mean of several get_weights() lists (batch-norm statistics included)."""
     return [sum(ws) / len(snapshots) for ws in zip(*snapshots, strict=True)]
-
-
-def _logger(verbose: bool) -> Callable[..., None]:
-    return (lambda *a: print(*a, file=sys.stderr, flush=True)) if verbose else (lambda *a: None)
 
 
 def train_models(
@@ -135,7 +130,7 @@ def train_run(
     """
     import keras
 
-    log = _logger(verbose)
+    log = stderr_log(verbose)
     keras.utils.set_random_seed(options.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     store = ClipStore(options.features, cache_dir)
