@@ -11,8 +11,9 @@ window's own mean per coefficient taken away (cepstral mean subtraction inside t
 graph, so the features on the Pi stay as they are). A voice's or a microphone's fixed
 colouring is a constant offset in the cepstra; the centred copy keeps how the voice
 moves, the plain one loudness and overall tilt, which carry arousal. Off by default:
-on RAVDESS it gained 1.6 points on average over five held-out-speaker runs, within
-seed noise, and its wider first convolution adds 11 KB to the int8 file, past 150 KB.
+on RAVDESS it gained 1.6 points over five held-out-speaker runs on three folds, but
+lost 1.0 over all five folds with two seeds each (ten runs paired with the plain
+model's), and its wider first convolution adds 11 KB to the int8 file, past 150 KB.
 Feeding a learned map of the window mean into the first convolution instead (the
 same function away from the edges, at a fifth of the weights) lost 1-5 points.
 """
