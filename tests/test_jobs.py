@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -75,6 +80,50 @@ def test_a_failing_run_stops_the_command_with_one_line_naming_it_and_its_log(tmp
     # The unreadable clips are listed in that run's log.
     assert "not a WAV file" in (out / f"fold{fold}" / "train.log").read_text()
     assert "leaked" not in proc.stderr.decode()  # the other worker was stopped cleanly
+
+
+def _stat(pid: int) -> list[str]:
+    """State, parent pid, ... of a process from /proc ("pid (name) state ppid ...", the name may hold spaces)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return ["X"]  # gone
+
+
+def _children(pid: int) -> set[int]:
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    return {p for p in pids if _stat(p)[1:2] == [str(pid)]}
+
+
+def test_sigterm_stops_the_parallel_runs_instead_of_orphaning_them(corpus, tmp_path):
+    pytest.importorskip("tensorflow")
+    cmd = [sys.executable, "-m", "serkit", "train", str(corpus), "--folds", "2", "--jobs", "2", "--epochs", "200"]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        started = 0
+        for line in proc.stderr:  # both folds training in their workers
+            started += line.startswith("started fold")
+            if started == 2:
+                break
+        workers = _children(proc.pid)
+        assert workers, "no worker processes found"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while (alive := {w for w in workers if _stat(w)[0] not in "XZ"}) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in alive:  # not to leave them training after the failure
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, f"workers left running: {alive}"
+    assert "leaked" not in proc.stderr.read()
 
 
 @pytest.mark.slow

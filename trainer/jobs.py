@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -158,6 +159,9 @@ def execute(
     )
     pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(threads,))
     running: dict[Future, tuple[Run, float]] = {}
+    # A SIGTERM (systemd, timeout, kill) would end this process at once and leave the workers
+    # training as orphans; as an exception it takes the path below that stops them.
+    on_term = signal.signal(signal.SIGTERM, _terminated) if _in_main_thread() else None
     try:
         if cache_dir is not None:
             _warm_cache(pool, runs, cache_dir, jobs, log)
@@ -195,8 +199,19 @@ def execute(
                     os.kill(process.pid, signal.SIGINT)
         pool.shutdown(wait=True, cancel_futures=True)
         raise
+    finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
     pool.shutdown()
     return done
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _warm_cache(
