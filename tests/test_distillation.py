@@ -1,4 +1,4 @@
-"""Ensemble distillation (`serkit train --teachers N --centred-teachers M`): teachers on the same speakers, their mean in the targets."""
+"""Ensemble distillation (`serkit train --teachers N`): teachers on the same speakers, their mean in the targets."""
 
 from __future__ import annotations
 
@@ -61,21 +61,18 @@ def test_distilled_run_trains_its_teachers_on_the_same_speakers_and_reports_them
     pytest.importorskip("tensorflow")
     from edge.spec import ModelSpec
 
-    # The same command as run_dir, plus one teacher: a centred one, the network that differs from the
-    # model's (test_jobs trains plain teachers), so the model learns from another graph than its own.
-    args = ("--val-speakers", "07,08", "--epochs", "14", "--min-epochs", "4", "--centred-teachers", "1")
+    # The same command as run_dir, plus one teacher.
+    args = ("--val-speakers", "07,08", "--epochs", "14", "--min-epochs", "4", "--teachers", "1")
     out, stdout = _train_tiny(corpus, tmp_path_factory, *args)
     assert "speaker-independent" in stdout
 
-    teacher = out / "teachers" / "centred-seed1"
+    teacher = out / "teachers" / "seed1"
     for name in ("model.keras", "model.json", "metrics.json"):
         assert (teacher / name).stat().st_size > 0, name
     t_spec, s_spec = ModelSpec.load(teacher / "model.json"), ModelSpec.load(out / "model.json")
     t_train, s_train = t_spec.info["training"], s_spec.info["training"]
-    assert t_train["options"]["seed"] == 1 and t_train["options"]["centred_teachers"] == 0
-    assert s_train["options"]["seed"] == 0 and s_train["options"]["centred_teachers"] == 1
-    assert t_train["options"]["model"]["centre"] and not s_train["options"]["model"]["centre"]
-    assert t_train["parameters"] > s_train["parameters"]  # the centred copy widens the first convolution
+    assert t_train["options"]["seed"] == 1 and t_train["options"]["teachers"] == 0
+    assert s_train["options"]["seed"] == 0 and s_train["options"]["teachers"] == 1
     # The teacher never heard the held-out speakers either.
     assert t_train["protocol"]["train_speakers"] == s_train["protocol"]["train_speakers"]
     assert "ravdess:07" not in t_train["protocol"]["train_speakers"]

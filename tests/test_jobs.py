@@ -36,23 +36,6 @@ def test_a_model_with_teachers_is_its_teacher_runs_then_itself():
     assert only.teachers == () and only.out_dir == Path("out") and only.title == "model"
 
 
-def test_centred_teachers_train_the_centred_network_beside_the_plain_teachers():
-    split = Split([], [], [], {"kind": "speaker-independent"})
-    options = TrainOptions(seed=0, teachers=1, centred_teachers=2)
-    *teachers, model = model_runs("fold 2/5", split, options, Path("out/fold2"))
-    assert [(t.out_dir.name, t.options.seed, t.options.model.centre) for t in teachers] == [
-        ("seed1", 1, False),
-        ("centred-seed1", 1, True),
-        ("centred-seed2", 2, True),
-    ]
-    assert all(t.options.teachers == t.options.centred_teachers == 0 for t in teachers)
-    # The shipped model stays the plain network: only its teachers are centred.
-    assert model.options is options and not model.options.model.centre
-    assert model.teachers == tuple(t.out_dir for t in teachers)
-    assert model.title == "fold 2/5, distilled from 3 teachers"
-    assert teachers[1].title == "fold 2/5, centred teacher seed 1"
-
-
 def test_jobs_below_one_is_a_one_line_error(corpus, tmp_path):
     proc = run_cli("train", str(corpus), "--folds", "2", "--jobs", "0", "--out", str(tmp_path / "r"))
     err = proc.stderr.decode()

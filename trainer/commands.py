@@ -126,7 +126,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         average_epochs=args.average_epochs,
         seed=args.seed,
         teachers=args.teachers,
-        centred_teachers=args.centred_teachers,
     )
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     summary = corpora.summary(clips)
@@ -336,13 +335,6 @@ def register_train(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="first train N models with seeds seed+1.. on the same speakers, then distil their mean prediction "
         "into the model (same size and speed, about N+1.5 times the training time; the default model used 2)",
-    )
-    p.add_argument(
-        "--centred-teachers",
-        type=_int_at_least(0),
-        default=0,
-        help="M more teachers (seeds seed+1..) whose network also reads each window minus its own mean, as "
-        "--centre; they are not shipped, so their size costs nothing on the Pi (the default model used 2)",
     )
     p.add_argument(
         "--jobs",

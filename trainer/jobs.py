@@ -56,23 +56,15 @@ class Outcome:
 
 
 def model_runs(title: str, split: Split, options: TrainOptions, out_dir: Path) -> list[Run]:
-    """The runs one model needs: its teachers, then itself.
-
-    Teachers with seeds seed+1, ... train in out_dir/teachers/seed<N>; the centred ones (the same
-    network also reading each window minus its own mean) in out_dir/teachers/centred-seed<N>.
-    """
-    solo = replace(options, teachers=0, centred_teachers=0)
-    centred = replace(solo, model=replace(options.model, centre=True))
-    kinds = [("", "seed", solo, options.teachers), ("centred ", "centred-seed", centred, options.centred_teachers)]
+    """The runs one model needs: its teachers (seeds seed+1, ...) in out_dir/teachers/seed<N>, then itself."""
     teachers = [
         Run(
-            f"{title}, {kind}teacher seed {seed}",
+            f"{title}, teacher seed {seed}",
             split,
-            replace(base, seed=seed),
-            out_dir / "teachers" / f"{folder}{seed}",
+            replace(options, seed=seed, teachers=0),
+            out_dir / "teachers" / f"seed{seed}",
         )
-        for kind, folder, base, count in kinds
-        for seed in range(options.seed + 1, options.seed + 1 + count)
+        for seed in range(options.seed + 1, options.seed + 1 + options.teachers)
     ]
     if teachers:
         title = f"{title}, distilled from {len(teachers)} teacher{'s' if len(teachers) > 1 else ''}"
@@ -167,10 +159,9 @@ def execute(
             _warm_cache(pool, runs, cache_dir, jobs, log)
         # Teachers first: the models waiting on them are what keeps the slots busy later.
         teaching = {t for run in runs for t in run.teachers}
-        trained = teaching - {run.out_dir for run in runs}  # teachers from earlier commands, on disk already
         pending = sorted(runs, key=lambda r: r.out_dir not in teaching)
         while pending or running:
-            for run in [r for r in pending if all(t in done or t in trained for t in r.teachers)]:
+            for run in [r for r in pending if all(t in done for t in r.teachers)]:
                 if len(running) >= jobs:
                     break
                 pending.remove(run)

@@ -48,7 +48,6 @@ class TrainOptions:
     average_epochs: int = 10
     seed: int = 0
     teachers: int = 0  # runs with other seeds whose mean prediction the model also learns from (train_models)
-    centred_teachers: int = 0  # more teachers, whose network also reads each window minus its mean (ModelConfig.centre)
     distil_weight: float = 0.5  # the teachers' share of each training target
 
     def frames_per_window(self) -> int:
