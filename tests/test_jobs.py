@@ -106,7 +106,11 @@ def test_sigterm_stops_the_parallel_runs_instead_of_orphaning_them(corpus, tmp_p
     for pid in alive:  # not to leave them training after the failure
         os.kill(pid, signal.SIGKILL)
     assert not alive, f"workers left running: {alive}"
-    assert "leaked" not in proc.stderr.read()
+    rest = proc.stderr.read()
+    assert "leaked" not in rest
+    # One line saying what happened and which run folders are left incomplete, no traceback.
+    assert "serkit: stopped by SIGTERM; the runs in training were stopped: fold " in rest, rest
+    assert "incomplete" in rest and "Traceback" not in rest, rest
 
 
 @pytest.mark.slow

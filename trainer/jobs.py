@@ -90,6 +90,9 @@ def _start_worker(threads: int) -> None:
     for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ[name] = str(threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # execute stops workers with SIGINT (as does Ctrl-C): as SystemExit rather than KeyboardInterrupt, a
+    # worker caught between runs (or still receiving one) exits without printing a traceback.
+    signal.signal(signal.SIGINT, _terminated)
 
 
 def _train_in_worker(run: Run, labels: Sequence[str], cache_dir: Path | None, summary: dict | None):  # noqa: ANN202
@@ -189,12 +192,18 @@ def execute(
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGINT)
         pool.shutdown(wait=True, cancel_futures=True)
+        if isinstance(exc, SystemExit):  # from _terminated; Ctrl-C and errors get their line from the CLI
+            print(f"serkit: stopped by SIGTERM; the runs in training were stopped: {_titles(running)}", file=sys.stderr)
         raise
     finally:
         if on_term is not None:
             signal.signal(signal.SIGTERM, on_term)
     pool.shutdown()
     return done
+
+
+def _titles(running: dict[Future, tuple[Run, float]]) -> str:
+    return "; ".join(f"{run.title} ({run.out_dir}, incomplete)" for run, _ in running.values()) or "none"
 
 
 def _terminated(signum: int, frame: object) -> None:
