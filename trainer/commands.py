@@ -172,6 +172,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         threshold = float(np.median([r["median_window_confidence"] for r in reports]))
         spec = replace(spec, threshold=threshold, info={**spec.info, "training": training, "cross_validation": cv})
         spec.save(out / "model.json")
+        # Its curves were drawn before the folds finished; their title gets the estimate too.
+        history = json.loads((out / "history.json").read_text())
+        plots.training_curves(history, out / "training_curves.png", describe_protocol(training["protocol"]))
         print(f"final model trained on all {len(final.protocol['train_speakers'])} speakers; {line} -> {out}")
         return 0
     if args.clip_split:

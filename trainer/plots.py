@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,9 +18,30 @@ def _pyplot():  # noqa: ANN202
     return plt
 
 
+def _save(fig, path: Path, title: str) -> None:  # noqa: ANN001
+    """The PNG, with the title also in its Title text chunk (the protocol stays readable by programs)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Title": title})
+    _pyplot().close(fig)
+
+
+_LINE_IN = 0.2  # inches a 9-point title line takes; figures grow by it for each extra line
+
+
+def _wrapped(title: str, width_in: float, fontsize: float) -> str:
+    """The title in lines that fit the figure: protocol descriptions run past 200 characters."""
+    return textwrap.fill(title, max(20, int(width_in * 72 / (fontsize * 0.62))))
+
+
 def training_curves(history: dict[str, list[float]], path: Path, title: str) -> None:
+    _save(curves_figure(history, title), path, title)
+
+
+def curves_figure(history: dict[str, list[float]], title: str):  # noqa: ANN201
+    """Loss and accuracy per epoch, side by side, for training_curves."""
     plt = _pyplot()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    heading = _wrapped(title, 10, 9)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8 + _LINE_IN * heading.count("\n")))
     epochs = np.arange(1, len(history["loss"]) + 1)
     validated = bool(history.get("val_loss"))  # a final run on every speaker has no validation curves
     a.plot(epochs, history["loss"], label="train (augmented crops)")
@@ -37,17 +59,22 @@ def training_curves(history: dict[str, list[float]], path: Path, title: str) -> 
     b.set_xlabel("epoch")
     b.set_ylabel("%")
     b.legend()
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.suptitle(heading, fontsize=9)
+    return fig
 
 
 def confusion_matrix_png(cm: Sequence[Sequence[int]], labels: Sequence[str], path: Path, title: str) -> None:
+    _save(confusion_figure(cm, labels, title), path, title)
+
+
+def confusion_figure(cm: Sequence[Sequence[int]], labels: Sequence[str], title: str):  # noqa: ANN201
+    """Counts, shaded by the share of each true class, for confusion_matrix_png."""
     plt = _pyplot()
     cm = np.asarray(cm, dtype=np.float64)
     rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(labels), 0.8 + 0.7 * len(labels)))
+    width = max(4.5, 1.0 + 0.75 * len(labels))
+    heading = _wrapped(title, width, 9)
+    fig, ax = plt.subplots(figsize=(width, 0.8 + 0.7 * len(labels) + _LINE_IN * heading.count("\n")))
     ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -64,7 +91,5 @@ def confusion_matrix_png(cm: Sequence[Sequence[int]], labels: Sequence[str], pat
                 color="white" if rows[i, j] > 0.5 else "black",
                 fontsize=8,
             )
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    ax.set_title(heading, fontsize=9)
+    return fig
