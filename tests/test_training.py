@@ -125,3 +125,11 @@ def test_refit_without_folds_is_a_clear_error(corpus, tmp_path):
     proc = run_cli("train", str(corpus), "--refit", "--out", str(tmp_path / "r"))
     assert_one_line_error(proc, "--refit needs --folds")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("flag", [("--patience", "5"), ("--min-epochs", "3"), ("--monitor", "uar")])
+def test_early_stopping_flags_with_folds_are_a_clear_error(corpus, tmp_path, flag):
+    # Ignoring them would let a user believe the folds stopped early; they train the fixed --epochs.
+    proc = run_cli("train", str(corpus), "--folds", "2", *flag, "--out", str(tmp_path / "r"))
+    assert_one_line_error(proc, f"{flag[0]} cannot be used with --folds", "fixed --epochs")
+    assert not (tmp_path / "r").exists()

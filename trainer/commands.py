@@ -85,6 +85,10 @@ def cross_validation_summary(reports: list[dict], labels: list[str], folds: int)
     }
 
 
+def _or(value: object, default: object) -> object:
+    return default if value is None else value
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from serkit.cli import require_extra
 
@@ -93,6 +97,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise SerkitError(
             "--refit needs --folds K: a model trained on every speaker has no held-out speakers, so its only "
             "honest accuracy is the cross-validation estimate"
+        )
+    stopping = [
+        f"--{k.replace('_', '-')}" for k in ("min_epochs", "patience", "monitor") if getattr(args, k) is not None
+    ]
+    if args.folds and stopping:
+        raise SerkitError(
+            f"{', '.join(stopping)} cannot be used with --folds: each fold trains the fixed --epochs, since its "
+            "held-out speakers are its test speakers and must not choose when it stops"
         )
     from trainer import corpora, plots
     from trainer.data import Augment
@@ -119,10 +131,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         window_s=args.window_s,
         hop_s=args.hop_s,
         epochs=args.epochs,
-        min_epochs=min(args.min_epochs, args.epochs),
-        patience=args.patience,
+        min_epochs=min(_or(args.min_epochs, TrainOptions.min_epochs), args.epochs),
+        patience=_or(args.patience, TrainOptions.patience),
         batch_size=args.batch_size,
-        monitor=args.monitor,
+        monitor=_or(args.monitor, TrainOptions.monitor),
         average_epochs=args.average_epochs,
         seed=args.seed,
         teachers=args.teachers,
@@ -314,10 +326,21 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", help="run folder (default: runs/<timestamp>)")
     p.add_argument("--epochs", type=_int_at_least(1), default=60)
-    p.add_argument("--min-epochs", type=int, default=15, help="no early stop or best-model pick before this epoch")
-    p.add_argument("--patience", type=int, default=15)
+    # Defaults of None so that --folds can refuse them when given (see cmd_train).
+    p.add_argument(
+        "--min-epochs",
+        type=int,
+        help="no early stop or best-model pick before this epoch (default 15; not with --folds)",
+    )
+    p.add_argument(
+        "--patience", type=int, help="epochs without improvement before stopping (default 15; not with --folds)"
+    )
     p.add_argument("--batch-size", type=_int_at_least(1), default=32)
-    p.add_argument("--monitor", choices=("loss", "uar"), default="loss", help="validation score for early stopping")
+    p.add_argument(
+        "--monitor",
+        choices=("loss", "uar"),
+        help="validation score for early stopping (default loss; not with --folds)",
+    )
     p.add_argument(
         "--average-epochs",
         type=_int_at_least(1),
