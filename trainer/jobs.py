@@ -192,7 +192,9 @@ def execute(
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGINT)
         pool.shutdown(wait=True, cancel_futures=True)
-        if isinstance(exc, SystemExit):  # from _terminated; Ctrl-C and errors get their line from the CLI
+        # From _terminated on SIGTERM; Ctrl-C and errors get their line from the CLI. (A worker's own
+        # SystemExit, from a SIGINT sent to it alone, comes back through future.result() with code 130.)
+        if isinstance(exc, SystemExit) and exc.code == 128 + signal.SIGTERM:
             print(f"serkit: stopped by SIGTERM; the runs in training were stopped: {_titles(running)}", file=sys.stderr)
         raise
     finally:
