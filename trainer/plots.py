@@ -40,8 +40,9 @@ def training_curves(history: dict[str, list[float]], path: Path, title: str) -> 
 def curves_figure(history: dict[str, list[float]], title: str):  # noqa: ANN201
     """Loss and accuracy per epoch, side by side, for training_curves."""
     plt = _pyplot()
-    heading = _wrapped(title, 10, 9)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8 + _LINE_IN * heading.count("\n")))
+    width = 10.0
+    heading = _wrapped(title, width, 9)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(width, 3.8 + _LINE_IN * heading.count("\n")))
     epochs = np.arange(1, len(history["loss"]) + 1)
     validated = bool(history.get("val_loss"))  # a final run on every speaker has no validation curves
     a.plot(epochs, history["loss"], label="train (augmented crops)")
