@@ -113,6 +113,30 @@ def test_sigterm_stops_the_parallel_runs_instead_of_orphaning_them(corpus, tmp_p
     assert "incomplete" in rest and "Traceback" not in rest, rest
 
 
+def test_sigterm_in_one_process_names_the_run_it_left_incomplete(corpus, tmp_path):
+    pytest.importorskip("tensorflow")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "serkit", "train", str(corpus), "--folds", "2", "--epochs", "200"]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(out), "--cache", str(tmp_path / "cache")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stderr:  # fold 1 training, in this very process
+            if line.startswith("epoch   2/200"):
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
+    rest = proc.stderr.read()
+    stopped = f"serkit: stopped by SIGTERM; the runs in training were stopped: fold 1/2 ({out / 'fold1'}, incomplete)"
+    assert stopped in rest and "Traceback" not in rest, rest
+
+
 @pytest.mark.slow
 def test_folds_final_model_and_teachers_train_side_by_side(corpus, refit_dir, tmp_path_factory):
     from edge.spec import ModelSpec

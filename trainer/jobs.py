@@ -138,25 +138,47 @@ def execute(
     verbose: bool = True,
 ) -> dict[Path, Outcome]:
     """Train every run, each after the runs it learns from; {run folder: outcome}."""
+    # A SIGTERM (systemd, timeout, kill) would end this process at once: silently, with a run folder
+    # half-written and, with --jobs, the workers training on as orphans. As an exception it takes
+    # the paths below, which stop the workers and name what was left incomplete.
+    on_term = signal.signal(signal.SIGTERM, _terminated) if _in_main_thread() else None
+    try:
+        if jobs <= 1:
+            return _in_turn(runs, labels, cache_dir, summary, verbose)
+        return _side_by_side(runs, labels, cache_dir, summary, jobs, verbose)
+    finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
+
+
+def _in_turn(
+    runs: Sequence[Run], labels: Sequence[str], cache_dir: Path | None, summary: dict | None, verbose: bool
+) -> dict[Path, Outcome]:
     log = stderr_log(verbose)
     done: dict[Path, Outcome] = {}
-    if jobs <= 1:
-        for run in runs:
-            log(f"--- {run.title}")
-            started = time.time()
+    for run in runs:
+        log(f"--- {run.title}")
+        started = time.time()
+        try:
             report, spec = _train(run, labels, cache_dir, summary, verbose)
-            done[run.out_dir] = Outcome(report, spec, started, time.time())
-        return done
+        except SystemExit as exc:
+            _say_if_terminated(exc, [run])
+            raise
+        done[run.out_dir] = Outcome(report, spec, started, time.time())
+    return done
 
+
+def _side_by_side(
+    runs: Sequence[Run], labels: Sequence[str], cache_dir: Path | None, summary: dict | None, jobs: int, verbose: bool
+) -> dict[Path, Outcome]:
+    log = stderr_log(verbose)
+    done: dict[Path, Outcome] = {}
     threads = max(1, (os.cpu_count() or 1) // jobs)
     log(
         f"training {len(runs)} runs, up to {jobs} at once ({threads} thread(s) each); each logs to train.log in its folder"
     )
     pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(threads,))
     running: dict[Future, tuple[Run, float]] = {}
-    # A SIGTERM (systemd, timeout, kill) would end this process at once and leave the workers
-    # training as orphans; as an exception it takes the path below that stops them.
-    on_term = signal.signal(signal.SIGTERM, _terminated) if _in_main_thread() else None
     try:
         if cache_dir is not None:
             _warm_cache(pool, runs, cache_dir, jobs, log)
@@ -192,20 +214,21 @@ def execute(
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGINT)
         pool.shutdown(wait=True, cancel_futures=True)
-        # From _terminated on SIGTERM; Ctrl-C and errors get their line from the CLI. (A worker's own
-        # SystemExit, from a SIGINT sent to it alone, comes back through future.result() with code 130.)
-        if isinstance(exc, SystemExit) and exc.code == 128 + signal.SIGTERM:
-            print(f"serkit: stopped by SIGTERM; the runs in training were stopped: {_titles(running)}", file=sys.stderr)
+        _say_if_terminated(exc, [run for run, _ in running.values()])
         raise
-    finally:
-        if on_term is not None:
-            signal.signal(signal.SIGTERM, on_term)
     pool.shutdown()
     return done
 
 
-def _titles(running: dict[Future, tuple[Run, float]]) -> str:
-    return "; ".join(f"{run.title} ({run.out_dir}, incomplete)" for run, _ in running.values()) or "none"
+def _say_if_terminated(exc: BaseException, training: Sequence[Run]) -> None:
+    """The one line for a SIGTERM (from _terminated); Ctrl-C and errors get theirs from the CLI.
+
+    Only for SIGTERM's code: a worker's own SystemExit, from a SIGINT sent to it alone, comes back
+    through future.result() with 130.
+    """
+    if isinstance(exc, SystemExit) and exc.code == 128 + signal.SIGTERM:
+        stopped = "; ".join(f"{run.title} ({run.out_dir}, incomplete)" for run in training) or "none"
+        print(f"serkit: stopped by SIGTERM; the runs in training were stopped: {stopped}", file=sys.stderr)
 
 
 def _terminated(signum: int, frame: object) -> None:
