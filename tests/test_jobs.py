@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from conftest import _train_tiny, assert_error_last_line, run_cli
 
-from trainer.jobs import model_runs
+from trainer.jobs import execute, model_runs
 from trainer.splits import Split
 from trainer.train import TrainOptions
 
@@ -34,6 +35,24 @@ def test_a_model_with_teachers_is_its_teacher_runs_then_itself():
 
     (only,) = model_runs("model", split, TrainOptions(), Path("out"))
     assert only.teachers == () and only.out_dir == Path("out") and only.title == "model"
+
+
+def test_execute_puts_back_the_sigterm_handler_it_found_and_runs_outside_the_main_thread():
+    def mine(signum, frame):  # noqa: ANN001, ANN202
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert execute([], [], None) == {}
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    # Only the main thread may set handlers; elsewhere execute runs without its own.
+    results = []
+    worker = threading.Thread(target=lambda: results.append(execute([], [], None)))
+    worker.start()
+    worker.join()
+    assert results == [{}]
 
 
 def test_jobs_below_one_is_a_one_line_error(corpus, tmp_path):

@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -141,14 +141,24 @@ def execute(
     # A SIGTERM (systemd, timeout, kill) would end this process at once: silently, with a run folder
     # half-written and, with --jobs, the workers training on as orphans. As an exception it takes
     # the paths below, which stop the workers and name what was left incomplete.
-    on_term = signal.signal(signal.SIGTERM, _terminated) if _in_main_thread() else None
-    try:
+    with _sigterm_as_exit():
         if jobs <= 1:
             return _in_turn(runs, labels, cache_dir, summary, verbose)
         return _side_by_side(runs, labels, cache_dir, summary, jobs, verbose)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit(143) inside the block (only the main thread may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
     finally:
-        if on_term is not None:
-            signal.signal(signal.SIGTERM, on_term)
+        # None: the previous handler was not set from Python; the default is the nearest to it.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _in_turn(
@@ -233,10 +243,6 @@ def _say_if_terminated(exc: BaseException, training: Sequence[Run]) -> None:
 
 def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
-
-
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
 
 
 def _warm_cache(
