@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import _train_tiny, run_cli
+from conftest import _train_tiny, assert_one_line_error, run_cli
 
 from trainer.train import distil_targets
 
@@ -56,14 +56,29 @@ def test_train_refuses_a_negative_teacher_count(tmp_path):
     assert err.strip().splitlines()[-1] == "serkit train: error: argument --teachers: must be >= 0, got -1"
 
 
+@pytest.mark.parametrize(("value", "why"), [("0", "must be > 0, got 0"), ("1.5", "must be at most 1, got 1.5")])
+def test_train_refuses_a_distil_weight_outside_zero_to_one(tmp_path, value, why):
+    proc = run_cli("train", str(tmp_path), "--teachers", "1", "--distil-weight", value)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == f"serkit train: error: argument --distil-weight: {why}"
+
+
+def test_a_distil_weight_without_teachers_is_a_clear_error(corpus, tmp_path):
+    # Accepting it would let a user believe the model was distilled.
+    proc = run_cli("train", str(corpus), "--distil-weight", "0.8", "--out", str(tmp_path / "r"))
+    assert_one_line_error(proc, "--distil-weight needs --teachers N")
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.slow
 def test_distilled_run_trains_its_teachers_on_the_same_speakers_and_reports_them(corpus, run_dir, tmp_path_factory):
     pytest.importorskip("tensorflow")
     from edge.spec import ModelSpec
 
-    # The same command as run_dir, plus one teacher.
+    # The same command as run_dir, plus one teacher taking 0.7 of each target.
     args = ("--val-speakers", "07,08", "--epochs", "14", "--min-epochs", "4", "--teachers", "1")
-    out, stdout = _train_tiny(corpus, tmp_path_factory, *args)
+    out, stdout = _train_tiny(corpus, tmp_path_factory, *args, "--distil-weight", "0.7")
     assert "speaker-independent" in stdout
 
     teacher = out / "teachers" / "seed1"
@@ -73,6 +88,7 @@ def test_distilled_run_trains_its_teachers_on_the_same_speakers_and_reports_them
     t_train, s_train = t_spec.info["training"], s_spec.info["training"]
     assert t_train["options"]["seed"] == 1 and t_train["options"]["teachers"] == 0
     assert s_train["options"]["seed"] == 0 and s_train["options"]["teachers"] == 1
+    assert s_train["options"]["distil_weight"] == 0.7
     # The teacher never heard the held-out speakers either.
     assert t_train["protocol"]["train_speakers"] == s_train["protocol"]["train_speakers"]
     assert "ravdess:07" not in t_train["protocol"]["train_speakers"]

@@ -29,6 +29,13 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _fraction(text: str) -> float:
+    v = _positive_float(text)
+    if v > 1:
+        raise argparse.ArgumentTypeError(f"must be at most 1, got {text}")
+    return v
+
+
 def _int_at_least(lo: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -98,6 +105,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             "--refit needs --folds K: a model trained on every speaker has no held-out speakers, so its only "
             "honest accuracy is the cross-validation estimate"
         )
+    if args.distil_weight is not None and not args.teachers:
+        raise SerkitError("--distil-weight needs --teachers N: without teachers every target is the label")
     stopping = [
         f"--{k.replace('_', '-')}" for k in ("min_epochs", "patience", "monitor") if getattr(args, k) is not None
     ]
@@ -138,6 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         average_epochs=args.average_epochs,
         seed=args.seed,
         teachers=args.teachers,
+        distil_weight=_or(args.distil_weight, TrainOptions.distil_weight),
     )
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     summary = corpora.summary(clips)
@@ -361,6 +371,11 @@ def register_train(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="first train N models with seeds seed+1.. on the same speakers, then distil their mean prediction "
         "into the model (same size and speed, about N+1.5 times the training time; the default model used 2)",
+    )
+    p.add_argument(
+        "--distil-weight",
+        type=_fraction,
+        help="the teachers' share of each training target, the label's is the rest (default 0.5; with --teachers)",
     )
     p.add_argument(
         "--jobs",
