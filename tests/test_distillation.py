@@ -64,10 +64,11 @@ def test_train_refuses_a_distil_weight_outside_zero_to_one(tmp_path, value, why)
     assert err.strip().splitlines()[-1] == f"serkit train: error: argument --distil-weight: {why}"
 
 
-def test_a_distil_weight_without_teachers_is_a_clear_error(corpus, tmp_path):
-    # Accepting it would let a user believe the model was distilled.
-    proc = run_cli("train", str(corpus), "--distil-weight", "0.8", "--out", str(tmp_path / "r"))
-    assert_one_line_error(proc, "--distil-weight needs --teachers N")
+@pytest.mark.parametrize("flag", [("--distil-weight", "0.8"), ("--teacher-epochs", "40")])
+def test_teacher_options_without_teachers_are_a_clear_error(corpus, tmp_path, flag):
+    # Accepting them would let a user believe the model was distilled.
+    proc = run_cli("train", str(corpus), *flag, "--out", str(tmp_path / "r"))
+    assert_one_line_error(proc, f"{flag[0]} needs --teachers N")
     assert not (tmp_path / "r").exists()
 
 
@@ -76,9 +77,9 @@ def test_distilled_run_trains_its_teachers_on_the_same_speakers_and_reports_them
     pytest.importorskip("tensorflow")
     from edge.spec import ModelSpec
 
-    # The same command as run_dir, plus one teacher taking 0.7 of each target.
+    # The same command as run_dir, plus one teacher, of 12 epochs, taking 0.7 of each target.
     args = ("--val-speakers", "07,08", "--epochs", "14", "--min-epochs", "4", "--teachers", "1")
-    out, stdout = _train_tiny(corpus, tmp_path_factory, *args, "--distil-weight", "0.7")
+    out, stdout = _train_tiny(corpus, tmp_path_factory, *args, "--teacher-epochs", "12", "--distil-weight", "0.7")
     assert "speaker-independent" in stdout
 
     teacher = out / "teachers" / "seed1"
@@ -89,6 +90,8 @@ def test_distilled_run_trains_its_teachers_on_the_same_speakers_and_reports_them
     assert t_train["options"]["seed"] == 1 and t_train["options"]["teachers"] == 0
     assert s_train["options"]["seed"] == 0 and s_train["options"]["teachers"] == 1
     assert s_train["options"]["distil_weight"] == 0.7
+    assert (t_train["options"]["epochs"], s_train["options"]["epochs"]) == (12, 14)
+    assert len(json.loads((teacher / "history.json").read_text())["loss"]) <= 12
     # The teacher never heard the held-out speakers either.
     assert t_train["protocol"]["train_speakers"] == s_train["protocol"]["train_speakers"]
     assert "ravdess:07" not in t_train["protocol"]["train_speakers"]

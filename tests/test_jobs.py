@@ -37,6 +37,19 @@ def test_a_model_with_teachers_is_its_teacher_runs_then_itself():
     assert only.teachers == () and only.out_dir == Path("out") and only.title == "model"
 
 
+def test_teachers_train_their_own_epochs_when_given():
+    split = Split([], [], [], {"kind": "speaker-independent"})
+    options = TrainOptions(epochs=90, min_epochs=90, patience=90, teachers=2, teacher_epochs=60)
+    *teachers, model = model_runs("fold 1/5", split, options, Path("out/fold1"))
+    assert [(t.options.epochs, t.options.min_epochs, t.options.teacher_epochs) for t in teachers] == [
+        (60, 60, None)
+    ] * 2
+    assert model.options == options
+    # Unset, the teachers train the model's schedule.
+    *teachers, _ = model_runs("fold 1/5", split, TrainOptions(epochs=70, teachers=2), Path("out/fold1"))
+    assert [t.options.epochs for t in teachers] == [70, 70]
+
+
 def test_execute_puts_back_the_sigterm_handler_it_found_and_runs_outside_the_main_thread():
     def mine(signum, frame):  # noqa: ANN001, ANN202
         pass

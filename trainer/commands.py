@@ -105,8 +105,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             "--refit needs --folds K: a model trained on every speaker has no held-out speakers, so its only "
             "honest accuracy is the cross-validation estimate"
         )
-    if args.distil_weight is not None and not args.teachers:
-        raise SerkitError("--distil-weight needs --teachers N: without teachers every target is the label")
+    for flag in ("distil_weight", "teacher_epochs"):
+        if getattr(args, flag) is not None and not args.teachers:
+            raise SerkitError(
+                f"--{flag.replace('_', '-')} needs --teachers N: without teachers it would change nothing"
+            )
     stopping = [
         f"--{k.replace('_', '-')}" for k in ("min_epochs", "patience", "monitor") if getattr(args, k) is not None
     ]
@@ -148,6 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         teachers=args.teachers,
         distil_weight=_or(args.distil_weight, TrainOptions.distil_weight),
+        teacher_epochs=args.teacher_epochs,
     )
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     summary = corpora.summary(clips)
@@ -376,6 +380,11 @@ def register_train(sub: argparse._SubParsersAction) -> None:
         "--distil-weight",
         type=_fraction,
         help="the teachers' share of each training target, the label's is the rest (default 0.5; with --teachers)",
+    )
+    p.add_argument(
+        "--teacher-epochs",
+        type=_int_at_least(1),
+        help="the teachers' epochs, when --epochs is the distilled model's (default: the same as --epochs)",
     )
     p.add_argument(
         "--jobs",

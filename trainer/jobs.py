@@ -56,14 +56,16 @@ class Outcome:
 
 
 def model_runs(title: str, split: Split, options: TrainOptions, out_dir: Path) -> list[Run]:
-    """The runs one model needs: its teachers (seeds seed+1, ...) in out_dir/teachers/seed<N>, then itself."""
+    """The runs one model needs: its teachers (seeds seed+1, ...) in out_dir/teachers/seed<N>, then itself.
+
+    The teachers train options.teacher_epochs when set: a model learning from teachers keeps
+    gaining from a longer schedule after a single model has stopped gaining (on RAVDESS, 90 epochs
+    distilled from two 60-epoch teachers, see models/README.md).
+    """
+    epochs = options.teacher_epochs or options.epochs
+    own = replace(options, teachers=0, teacher_epochs=None, epochs=epochs, min_epochs=min(options.min_epochs, epochs))
     teachers = [
-        Run(
-            f"{title}, teacher seed {seed}",
-            split,
-            replace(options, seed=seed, teachers=0),
-            out_dir / "teachers" / f"seed{seed}",
-        )
+        Run(f"{title}, teacher seed {seed}", split, replace(own, seed=seed), out_dir / "teachers" / f"seed{seed}")
         for seed in range(options.seed + 1, options.seed + 1 + options.teachers)
     ]
     if teachers:

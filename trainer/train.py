@@ -49,6 +49,7 @@ class TrainOptions:
     seed: int = 0
     teachers: int = 0  # runs with other seeds whose mean prediction the model also learns from (train_models)
     distil_weight: float = 0.5  # the teachers' share of each training target
+    teacher_epochs: int | None = None  # the teachers' own schedule; None: epochs
 
     def frames_per_window(self) -> int:
         f = self.features
