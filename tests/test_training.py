@@ -112,6 +112,7 @@ def test_refit_trains_the_folds_then_every_speaker_and_carries_the_estimate(refi
     protocol = spec.info["training"]["protocol"]
     assert protocol["kind"] == "all-speakers" and len(protocol["train_speakers"]) == 8
     assert protocol["held_out_speakers"] == [] and "folds by speaker" in protocol["estimate"]
+    assert spec.info["training"]["protocol_description"] == curves_title  # the spec's words carry it too
     assert spec.info["validation"] is None and spec.info["cross_validation"]["pooled"]["clips"] == 96
     assert len(json.loads((refit_dir / "history.json").read_text())["loss"]) == 8
     assert not (refit_dir / "metrics.json").exists()  # no held-out speakers, so no metrics of its own

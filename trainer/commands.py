@@ -193,14 +193,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"-> {out}")
             return 0
         spec = results[-1][1]
-        training = {**spec.info["training"], "protocol": {**spec.info["training"]["protocol"], "estimate": line}}
+        protocol = {**spec.info["training"]["protocol"], "estimate": line}
+        training = {**spec.info["training"], "protocol": protocol, "protocol_description": describe_protocol(protocol)}
         # The publishing threshold comes from held-out voices too: on voices it trained on a model is surer.
         threshold = float(np.median([r["median_window_confidence"] for r in reports]))
         spec = replace(spec, threshold=threshold, info={**spec.info, "training": training, "cross_validation": cv})
         spec.save(out / "model.json")
         # Its curves were drawn before the folds finished; their title gets the estimate too.
         history = json.loads((out / "history.json").read_text())
-        plots.training_curves(history, out / "training_curves.png", describe_protocol(training["protocol"]))
+        plots.training_curves(history, out / "training_curves.png", training["protocol_description"])
         print(f"final model trained on all {len(final.protocol['train_speakers'])} speakers; {line} -> {out}")
         return 0
     if args.clip_split:
