@@ -96,6 +96,11 @@ def _or(value: object, default: object) -> object:
     return default if value is None else value
 
 
+def _given(args: argparse.Namespace, *names: str) -> list[str]:
+    """How the user spelled those of the options (defaults None) they gave, e.g. ["--patience"]."""
+    return [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None]
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from serkit.cli import require_extra
 
@@ -105,14 +110,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             "--refit needs --folds K: a model trained on every speaker has no held-out speakers, so its only "
             "honest accuracy is the cross-validation estimate"
         )
-    for flag in ("distil_weight", "teacher_epochs"):
-        if getattr(args, flag) is not None and not args.teachers:
-            raise SerkitError(
-                f"--{flag.replace('_', '-')} needs --teachers N: without teachers it would change nothing"
-            )
-    stopping = [
-        f"--{k.replace('_', '-')}" for k in ("min_epochs", "patience", "monitor") if getattr(args, k) is not None
-    ]
+    teaching = _given(args, "distil_weight", "teacher_epochs")
+    if teaching and not args.teachers:
+        raise SerkitError(f"{teaching[0]} needs --teachers N: without teachers it would change nothing")
+    stopping = _given(args, "min_epochs", "patience", "monitor")
     if args.folds and stopping:
         raise SerkitError(
             f"{', '.join(stopping)} cannot be used with --folds: each fold trains the fixed --epochs, since its "
