@@ -134,10 +134,16 @@ class StreamClassifier:
         self._append(rows)
         self.feature_ms += (time.perf_counter() - t0) * 1e3
         out = self._emit()
-        if self._seq == 0 and self._base + self._n > 0:
+        total = self._base + self._n
+        if self._seq == 0 and total > 0:
             window = np.zeros((self.T, self._frames.shape[1]), np.float32)
             window[: self._n] = self._frames[: self._n]
             out.append(self._classify(window, 0))
+        elif self._seq > 0 and self._next - self.hop + self.T < total:
+            # The closing window of edge.windows.window_starts: the frames after the last hop.
+            start = total - self.T
+            i = start - self._base
+            out.append(self._classify(self._frames[i : i + self.T], start))
         self._reset_frames()
         return out
 
@@ -159,8 +165,9 @@ class StreamClassifier:
             i = self._next - self._base
             out.append(self._classify(self._frames[i : i + self.T], self._next))
             self._next += self.hop
-        # Drop frames no future window needs.
-        drop = min(self._next - self._base, self._n)
+        # Drop frames no future window needs; the closing window may start anywhere after the last one.
+        keep_from = self._next - self.hop if self._seq else self._next
+        drop = min(keep_from - self._base, self._n)
         if drop > 0:
             self._frames[: self._n - drop] = self._frames[drop : self._n]
             self._n -= drop

@@ -16,9 +16,12 @@ import pytest
 from brokers import Mosquitto, Recorder, free_port
 from conftest import ROOT, pcm16, run_cli
 
+from edge.agent import default_model_path
 from edge.audio import read_wav
+from edge.features import num_frames
 from edge.mqtt_payloads import Topics
 from edge.publisher import MqttPublisher, parse_broker
+from edge.spec import ModelSpec, spec_path_for
 from edge.windows import window_starts
 
 SAMPLES = ROOT / "edge" / "samples"
@@ -44,6 +47,12 @@ def pcm(path, seconds: float | None = None) -> bytes:
     if seconds:
         x = np.resize(x, int(seconds * 16000))
     return pcm16(x)
+
+
+def windows_in(n_samples: int) -> int:
+    """How many windows the default model classifies in n_samples at 16 kHz, the closing one included."""
+    spec = ModelSpec.load(spec_path_for(default_model_path()))
+    return len(window_starts(num_frames(n_samples, spec.features), spec.frames_per_window, spec.hop_frames))
 
 
 def agent(*args: str, env: dict | None = None) -> subprocess.Popen:
@@ -72,7 +81,7 @@ def test_file_run_publishes_discovery_states_and_availability(broker):
         "run", "--source", f"file:{wav}", "--pace", "fast", "--broker", broker.url, "--device-id", DEVICE, *EVERY_WINDOW
     )
     assert proc.returncode == 0, proc.stderr.decode()
-    n = len(window_starts(len(read_wav(wav, 16000)[0]) // 160, 299, 50))
+    n = windows_in(len(read_wav(wav, 16000)[0]))
     live.wait_for(lambda: len(live.on(T.emotion)) >= n and live.on(T.availability)[-1:] == [b"offline"])
     states = live.json_on(T.emotion)
     assert [s["seq"] for s in states] == list(range(n))
@@ -182,7 +191,7 @@ def test_broker_restart_mid_stream_loses_no_result(tmp_path):
         rc, err = finish(proc)
         assert rc == 0, err
         assert "lost the broker" in err
-        n = len(window_starts(len(audio) // 2 // 160, 299, 50))
+        n = windows_in(len(audio) // 2)
         rec.wait_for(lambda: {s["seq"] for s in rec.json_on(T.emotion)} == set(range(n)), timeout=30)
     finally:
         proc.kill()

@@ -8,6 +8,8 @@ import threading
 import numpy as np
 import pytest
 from conftest import ROOT, pcm16, run_cli, speechlike
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edge.agent import load_model
 from edge.audio import read_wav, write_wav
@@ -16,7 +18,7 @@ from edge.features import mfcc
 from edge.resample import StreamResampler, rational_ratio, resample_poly
 from edge.sources import PcmStreamSource
 from edge.stream import GateSettings, StreamClassifier, WindowResult
-from edge.windows import clip_windows
+from edge.windows import clip_windows, window_starts
 
 SAMPLES = ROOT / "edge" / "samples"
 NO_GATE = GateSettings(enabled=False)
@@ -57,6 +59,43 @@ def test_streaming_gives_offline_probabilities_window_by_window(model, chunk):
     assert [w.seq for w in got] == list(range(len(want)))
     diff = np.abs(np.stack([w.probabilities for w in got]) - want).max()
     assert diff <= 1e-6
+
+
+@given(st.integers(1, 2000), st.integers(1, 400), st.integers(1, 300))
+def test_window_starts_cover_every_frame_with_full_windows_on_the_hop_grid(n, T, hop):
+    starts = window_starts(n, T, hop)
+    if n <= T:
+        assert starts == [0]
+        return
+    assert starts == sorted(set(starts))
+    assert starts[0] == 0 and starts[-1] == n - T  # the last window ends on the last frame
+    assert all(s + T <= n for s in starts)
+    grid = list(range(0, n - T + 1, hop))
+    assert starts[: len(grid)] == grid
+    assert len(starts) - len(grid) == (1 if (n - T) % hop else 0)
+
+
+def test_window_starts_close_on_the_last_frame_only_when_the_hop_grid_stops_short():
+    assert window_starts(399, 299, 50) == [0, 50, 100]  # 100 + 299 = 399: the grid ends on the last frame
+    assert window_starts(400, 299, 50) == [0, 50, 100, 101]  # frame 399 is in no grid window
+    assert window_starts(390, 299, 50) == [0, 50, 91]
+    assert window_starts(299, 299, 50) == [0]
+
+
+@pytest.mark.parametrize("extra_frames", [0, 1, 37, 49, 50])
+def test_the_closing_window_streams_like_offline(model, extra_frames):
+    """Clips ending on the hop grid and past it, so the stream's closing window is checked both ways."""
+    spec, hop = model.spec, model.spec.hop_frames
+    step = spec.features.frame_step
+    x = speechlike(0.01 * (spec.frames_per_window + 2 * hop + extra_frames) + 0.015)
+    n = len(mfcc(x, spec.features))
+    assert ((n - spec.frames_per_window) % hop == 0) == (extra_frames % hop == 0)
+    want = offline(model, x, hop)
+    assert len(want) == len(window_starts(n, spec.frames_per_window, hop))
+    for chunks in ([step * 7] * 1000, [4096] * 100):
+        got = stream(model, x, hop, chunks)
+        assert [round(w.start_s / spec.features.winstep) for w in got] == window_starts(n, spec.frames_per_window, hop)
+        assert np.abs(np.stack([w.probabilities for w in got]) - want).max() <= 1e-6
 
 
 def test_a_clip_shorter_than_a_window_gets_one_padded_window_like_offline(model):

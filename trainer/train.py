@@ -16,10 +16,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edge.features import FeatureConfig
 from edge.spec import ModelSpec
 from trainer import corpora, plots
 from trainer.classify import RecordingPredictor, clip_probabilities, keras_predictor, suggested_threshold
+from trainer.corpora import Clip
 from trainer.data import Augment, ClipStore, TrainingStream, class_weights, normalisation_stats
 from trainer.jobs import execute, model_runs, stderr_log, with_teachers_time
 from trainer.metrics import describe_protocol, evaluate_predictions, format_report
@@ -113,6 +116,24 @@ def distilled(dataset: Any, teachers: Sequence, weight: float) -> Any:
         return x, distil_targets(y, [t(x, training=False) for t in teachers], weight), sample_weight
 
     return dataset.map(distil)
+
+
+def validation_report(
+    model: Any, teachers: Sequence, spec: ModelSpec, clips: Sequence[Clip], feats: Sequence[np.ndarray], protocol: dict
+) -> dict:
+    """A trained model's metrics on its held-out clips, its median window confidence and its teachers' mean."""
+    labels = spec.labels
+    y = corpora.label_indices(clips, labels)
+    speakers = [c.speaker for c in clips]
+    recorder = RecordingPredictor(keras_predictor(model))
+    report = evaluate_predictions(clip_probabilities(recorder, feats, spec), y, speakers, labels, protocol)
+    # How sure the model is on voices it never heard: `--refit` sets its publishing threshold from this.
+    report["median_window_confidence"] = suggested_threshold(recorder.windows)
+    if teachers:  # what the distilled model is measured against, on the same held-out clips
+        mean_probs = sum(clip_probabilities(keras_predictor(t), feats, spec) for t in teachers) / len(teachers)
+        ensemble = evaluate_predictions(mean_probs, y, speakers, labels, protocol)
+        report["teacher_ensemble"] = {k: ensemble[k] for k in ("accuracy", "macro_f1", "uar")}
+    return report
 
 
 def train_run(
@@ -241,15 +262,9 @@ def train_run(
 
     report: dict = {"best_epoch": best["epoch"], "train_seconds": round(elapsed, 1), "protocol": protocol}
     if validate:
-        recorder = RecordingPredictor(predictor)
-        probs = clip_probabilities(recorder, val_feats, spec)
-        report = {**evaluate_predictions(probs, y_val, val_speakers, labels, protocol), **report}
-        # How sure the model is on voices it never heard: `--refit` sets its publishing threshold from this.
-        report["median_window_confidence"] = suggested_threshold(recorder.windows)
-        if teachers:  # what the distilled model is measured against, on the same held-out clips
-            mean_probs = sum(clip_probabilities(keras_predictor(t), val_feats, spec) for t in teachers) / len(teachers)
-            ensemble = evaluate_predictions(mean_probs, y_val, val_speakers, labels, protocol)
-            report["teacher_ensemble"] = {k: ensemble[k] for k in ("accuracy", "macro_f1", "uar")}
+        report = {**validation_report(averaged, teachers, spec, val_clips, val_feats, protocol), **report}
+        if teachers:
+            ensemble = report["teacher_ensemble"]
             log(
                 f"the {len(teachers)} teachers' mean on the same clips: accuracy {ensemble['accuracy'] * 100:.1f}%, "
                 f"UAR {ensemble['uar'] * 100:.1f}%"
