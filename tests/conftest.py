@@ -91,6 +91,13 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> s
     return lines[0]
 
 
+def usage_error_line(proc: subprocess.CompletedProcess) -> str:
+    """argparse's refusal: exit 2, no traceback; returns the closing `serkit CMD: error: ...` line."""
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "Traceback" not in err, err
+    return err.strip().splitlines()[-1]
+
+
 def assert_error_last_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
     """For commands that show progress first: non-zero exit, no traceback, and one closing error line."""
     err = proc.stderr.decode()
