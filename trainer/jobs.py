@@ -63,9 +63,16 @@ def model_runs(title: str, split: Split, options: TrainOptions, out_dir: Path) -
     distilled from two 60-epoch teachers, see models/README.md).
     """
     epochs = options.teacher_epochs or options.epochs
-    own = replace(options, teachers=0, teacher_epochs=None, epochs=epochs, min_epochs=min(options.min_epochs, epochs))
+    teacher_options = replace(
+        options, teachers=0, teacher_epochs=None, epochs=epochs, min_epochs=min(options.min_epochs, epochs)
+    )
     teachers = [
-        Run(f"{title}, teacher seed {seed}", split, replace(own, seed=seed), out_dir / "teachers" / f"seed{seed}")
+        Run(
+            f"{title}, teacher seed {seed}",
+            split,
+            replace(teacher_options, seed=seed),
+            out_dir / "teachers" / f"seed{seed}",
+        )
         for seed in range(options.seed + 1, options.seed + 1 + options.teachers)
     ]
     if teachers:
