@@ -26,12 +26,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from edge.agent import load_model  # noqa: E402
-from edge.audio import read_wav, write_wav  # noqa: E402
-from edge.features import mfcc  # noqa: E402
-from edge.windows import clip_windows  # noqa: E402
+from serkit.edge.agent import load_model  # noqa: E402
+from serkit.edge.audio import read_wav, write_wav  # noqa: E402
+from serkit.edge.features import mfcc  # noqa: E402
+from serkit.edge.windows import clip_windows  # noqa: E402
 
 
 def long_recording(minutes: float, rate: int) -> np.ndarray:
@@ -49,9 +48,7 @@ def run_agent(wav: Path, broker: str) -> dict:
     args = [sys.executable, "-m", "serkit", "run", "--source", f"file:{wav}", "--pace", "fast", "--broker", broker]
     args += ["--stats-interval-s", "100000", "--device-id", "bench"]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
-    )
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     # VmHWM of the child's own address space (ru_maxrss would include the forked parent's pages).
     peak_kb = 0
     status = Path(f"/proc/{proc.pid}/status")

@@ -20,10 +20,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from edge.audio import read_wav  # noqa: E402
-from edge.features import FeatureConfig, FeatureExtractor  # noqa: E402
+from serkit.edge.audio import read_wav  # noqa: E402
+from serkit.edge.features import FeatureConfig, FeatureExtractor  # noqa: E402
 
 
 def _default_clip() -> np.ndarray:

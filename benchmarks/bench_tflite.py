@@ -14,15 +14,14 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from convert.audit import strip_names  # noqa: E402
-from convert.tflite_convert import convert_in_subprocess  # noqa: E402
-from edge.runtime import TFLiteModel  # noqa: E402
-from edge.spec import ModelSpec  # noqa: E402
-from models import DEFAULT_KERAS_MODEL, DEFAULT_MODEL  # noqa: E402
+from serkit.convert.audit import strip_names  # noqa: E402
+from serkit.convert.tflite_convert import convert_in_subprocess  # noqa: E402
+from serkit.edge.runtime import TFLiteModel  # noqa: E402
+from serkit.edge.spec import ModelSpec  # noqa: E402
+from serkit.models import DEFAULT_KERAS_MODEL, DEFAULT_MODEL  # noqa: E402
 
 
 def _per_window_ms(model: TFLiteModel, windows: np.ndarray, rounds: int = 5) -> float:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import SerkitError
-from edge.runtime import interpreter_class
+from serkit.edge.errors import SerkitError
+from serkit.edge.runtime import interpreter_class
 
 FORBIDDEN = ("WHILE", "CUSTOM", "DELEGATE_FLEX")
 # Ops whose float tensors are allowed in an int8 graph: none between input and output.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import SerkitError
+from serkit.edge.errors import SerkitError, require_extra
 
 
 def representative_windows(feats: list[np.ndarray], labels: np.ndarray, spec, n: int, seed: int) -> np.ndarray:  # noqa: ANN001
@@ -23,7 +23,7 @@ def representative_windows(feats: list[np.ndarray], labels: np.ndarray, spec, n:
     int8 accuracy. The two extreme windows make the input scale cover the whole normalised
     range the training data spans, which is what the edge will feed.
     """
-    from edge.windows import clip_windows
+    from serkit.edge.windows import clip_windows
 
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
@@ -47,23 +47,23 @@ def representative_windows(feats: list[np.ndarray], labels: np.ndarray, spec, n:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from serkit.cli import require_extra
-
     require_extra("train", "tensorflow", "keras")
-    import keras
+    from serkit.trainer.tf_import import import_keras
 
-    from convert.audit import strip_names
-    from convert.parity import Thresholds, compare, format_table, gate, run_parity
-    from convert.tflite_convert import convert_in_subprocess, convert_int8_audited
-    from edge.runtime import TFLiteModel, interpreter_class
-    from edge.spec import ModelSpec, Quantization
-    from trainer import corpora
-    from trainer.classify import keras_predictor, resolve_model, suggested_threshold
-    from trainer.commands import _cache
-    from trainer.data import ClipStore
-    from trainer.evaluate import protocol_for
-    from trainer.metrics import describe_protocol
-    from trainer.splits import parse_speakers, resolve_speakers
+    keras = import_keras()
+
+    from serkit.convert.audit import strip_names
+    from serkit.convert.parity import Thresholds, compare, format_table, gate, run_parity
+    from serkit.convert.tflite_convert import convert_in_subprocess, convert_int8_audited
+    from serkit.edge.runtime import TFLiteModel, interpreter_class
+    from serkit.edge.spec import ModelSpec, Quantization
+    from serkit.trainer import corpora
+    from serkit.trainer.classify import keras_predictor, resolve_model, suggested_threshold
+    from serkit.trainer.commands import _cache
+    from serkit.trainer.data import ClipStore
+    from serkit.trainer.evaluate import protocol_for
+    from serkit.trainer.metrics import describe_protocol
+    from serkit.trainer.splits import parse_speakers, resolve_speakers
 
     model_path, spec_path = resolve_model(args.model)
     if model_path.suffix != ".keras":
@@ -207,7 +207,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def register_convert(sub: argparse._SubParsersAction) -> None:
-    from trainer.commands import _add_data_args, _common
+    from serkit.trainer.commands import _add_data_args, _common
 
     p = sub.add_parser(
         "convert",

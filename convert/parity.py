@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.spec import ModelSpec
-from trainer.classify import RecordingPredictor, WindowPredictor, clip_probabilities
-from trainer.metrics import evaluate_predictions
+from serkit.edge.spec import ModelSpec
+from serkit.trainer.classify import RecordingPredictor, WindowPredictor, clip_probabilities
+from serkit.trainer.metrics import evaluate_predictions
 
 
 @dataclass(frozen=True)

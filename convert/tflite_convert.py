@@ -7,7 +7,6 @@ CLI can explain, and no artifact is left behind.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -18,15 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import SerkitError
+from serkit.edge.errors import SerkitError
 
 CALIBRATION_ATTEMPTS = 3
 
 
 def _convert(keras_path: str, out_path: str, mode: str, calibration: str | None = None) -> None:
     """Runs in the child: load, trace with a fixed batch of 1, convert, write."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
+    from serkit.trainer.tf_import import import_keras
+
+    keras = import_keras()
     import tensorflow as tf
 
     model = keras.saving.load_model(keras_path, compile=False)
@@ -61,14 +61,12 @@ def convert_in_subprocess(
             calib_path = str(Path(tmp) / "calibration.npy")
             np.save(calib_path, calibration.astype(np.float32))
         partial = Path(tmp) / "model.tflite"
-        code = "import sys; from convert.tflite_convert import _convert; _convert(*sys.argv[1:])"
+        code = "import sys; from serkit.convert.tflite_convert import _convert; _convert(*sys.argv[1:])"
         args = [sys.executable, "-c", code, str(keras_path), str(partial), mode]
         if calib_path:
             args.append(calib_path)
-        root = str(Path(__file__).resolve().parents[1])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         try:
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise SerkitError(f"{keras_path}: {mode} conversion did not finish in {timeout:.0f} s") from None
         if proc.returncode < 0:
@@ -98,7 +96,7 @@ def convert_int8_audited(
     accepting the float op. Up to CALIBRATION_ATTEMPTS draws; refusing what problems remain is
     the caller's.
     """
-    from convert.audit import audit, strip_names
+    from serkit.convert.audit import audit, strip_names
 
     for attempt in range(CALIBRATION_ATTEMPTS):
         convert_in_subprocess(keras_path, out_path, "int8", draw(attempt))

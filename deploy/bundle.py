@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.config import KEYS, load_toml, toml_value
-from edge.errors import SerkitError
-from edge.spec import spec_path_for
+from serkit.edge.config import KEYS, load_toml, toml_value
+from serkit.edge.errors import SerkitError
+from serkit.edge.spec import spec_path_for
 
 # Where install.sh puts things on the Pi (the unit file names the same paths).
 PREFIX = "/opt/serkit"
@@ -26,7 +26,7 @@ SECRET_KEYS = tuple(k for k, f in KEYS.items() if f.metadata.get("secret"))
 
 
 def board_config_path(board: str) -> Path:
-    from firmware_configs import BOARDS_DIR, board_names
+    from serkit.firmware_configs import BOARDS_DIR, board_names
 
     path = BOARDS_DIR / f"{board}.toml"
     if not path.is_file():
@@ -110,8 +110,8 @@ class Bundle:
 
 def write_bundle(out: Path, model: Path, merged: MergedConfig | None, board: str | None) -> Bundle:
     """Write the bundle folder; merged=None makes a model-only bundle (wheel and config are left out)."""
-    from deploy.wheel import build_wheel
-    from firmware_configs import SERVICE_FILE
+    from serkit.deploy.wheel import build_wheel
+    from serkit.firmware_configs import SERVICE_FILE
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SerkitError(f"--bundle {out}: exists and is not an empty folder")
@@ -133,10 +133,12 @@ def write_bundle(out: Path, model: Path, merged: MergedConfig | None, board: str
             (out / "tls").mkdir(exist_ok=True)
             shutil.copyfile(local, out / "tls" / local.name)
         shutil.copyfile(SERVICE_FILE, out / "serkit.service")
+        # The versions the suite passed with, one file per Pi architecture; install.sh picks its own.
+        shutil.copytree(Path(__file__).with_name("constraints"), out / "constraints")
     install = Path(__file__).with_name("install.sh")
     shutil.copyfile(install, out / "install.sh")
     (out / "install.sh").chmod(0o755)
-    from edge import __version__
+    from serkit.edge import __version__
 
     settings = {
         "SERKIT_VERSION": __version__,

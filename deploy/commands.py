@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edge.errors import SerkitError
+from serkit.edge.errors import SerkitError
 
 
 def _log(text: str) -> None:
@@ -24,8 +24,8 @@ def _install_args(args: argparse.Namespace) -> list[str]:
 
 
 def _check_model(path: Path, load: bool) -> None:
-    from edge.agent import load_model
-    from edge.spec import spec_path_for
+    from serkit.edge.agent import load_model
+    from serkit.edge.spec import spec_path_for
 
     if load:
         load_model(str(path), threads=1)  # the same refusals the agent would give on the Pi, here and now
@@ -34,14 +34,22 @@ def _check_model(path: Path, load: bool) -> None:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from deploy.bundle import merge_config, model_id, write_bundle
-    from deploy.remote import SshTarget, check_facts, install_command, probe, probe_script, run_install, send_bundle
-    from edge.agent import default_model_path
+    from serkit.deploy.bundle import merge_config, model_id, write_bundle
+    from serkit.deploy.remote import (
+        SshTarget,
+        check_facts,
+        install_command,
+        probe,
+        probe_script,
+        run_install,
+        send_bundle,
+    )
+    from serkit.edge.agent import default_model_path
 
     if not args.host and not args.bundle:
         raise SerkitError("give --host USER@HOST to deploy over SSH, or --bundle DIR to write the bundle only")
     if not args.model_only and not args.board:
-        from firmware_configs import board_names
+        from serkit.firmware_configs import board_names
 
         raise SerkitError(f"give --board (one of: {', '.join(board_names())}); only --model-only needs none")
     merged = None if args.model_only else merge_config(args.board, args.config)
@@ -119,13 +127,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def _facts_for_dry_run():  # noqa: ANN202
     # The dry run does not contact the Pi; show the command as it runs for a sudo user.
-    from deploy.remote import RemoteFacts
+    from serkit.deploy.remote import RemoteFacts
 
     return RemoteFacts("?", False, True, None, "", "")
 
 
 def register_deploy(sub: argparse._SubParsersAction) -> None:
-    from firmware_configs import board_names
+    from serkit.firmware_configs import board_names
 
     p = sub.add_parser(
         "deploy",
@@ -134,7 +142,7 @@ def register_deploy(sub: argparse._SubParsersAction) -> None:
             "Build a bundle (serkit wheel without training dependencies, the int8 model and its spec, the board "
             "config merged with yours, the systemd unit, install.sh), copy it over ssh, install it as the serkit "
             "service and wait until it is active and online on the broker. The Pi needs ssh access with a key, "
-            "passwordless sudo (or root), Python 3.9+ and internet access for pip."
+            "passwordless sudo (or root), Python 3.11+ and internet access for pip."
         ),
     )
     p.add_argument("--host", help="USER@HOST of the Pi (ssh must work there without a password)")

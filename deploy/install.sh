@@ -4,7 +4,7 @@
 #   sudo ./install.sh --model-only   swap in this bundle's model; rolled back if the agent does not come up
 # Options:
 #   --wait SECONDS   how long the agent has to come up (default 30)
-#   --python PATH    interpreter for the virtualenv (default python3; 3.9 or newer)
+#   --python PATH    interpreter for the virtualenv (default python3; 3.11 or newer)
 #   --no-apt         do not apt-get the build packages PyAudio needs
 #   --no-service     install files only; do not touch systemd
 #   --root DIR       install under DIR instead of / (no system user, no apt): for tests and images
@@ -41,8 +41,8 @@ if [ -z "$root" ] && [ "$(id -u)" -ne 0 ]; then
 fi
 version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) ||
   fail "no Python at '$python'; on Raspberry Pi OS: sudo apt install python3 python3-venv" 3
-"$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
-  fail "Python $version is too old: serkit needs 3.9 or newer (Raspberry Pi OS bullseye or later)" 3
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+  fail "Python $version is too old: serkit needs 3.11 or newer (Raspberry Pi OS bookworm or later)" 3
 
 systemd=0
 if [ "$service" = 1 ] && command -v systemctl >/dev/null 2>&1; then
@@ -165,10 +165,18 @@ case "$arch" in
   armv7l|armv6l) runtime=(tflite-runtime "numpy<2") ;;
 esac
 pip=("$prefix/venv/bin/python" -m pip --disable-pip-version-check -q)
-"${pip[@]}" install "$spec" "${runtime[@]}"
+# Pinned versions for this architecture (the ones serkit was tested with), where the bundle has them.
+pins=()
+if [ -f "$here/constraints/edge-$arch.txt" ]; then
+  pins=(-c "$here/constraints/edge-$arch.txt")
+else
+  say "no pinned versions for $arch in this bundle; pip picks the newest that fit"
+fi
+"${pip[@]}" install "${pins[@]}" "$spec" "${runtime[@]}"
 # The same version number may carry new code (a developer's checkout): always replace serkit itself.
 "${pip[@]}" install --force-reinstall --no-deps "$here/$WHEEL"
-backend=$("$prefix/venv/bin/python" -c 'from edge.runtime import interpreter_class; print(interpreter_class()[1])') ||
+# -I: not the current folder first on the path, where a checkout's serkit/ would shadow the install.
+backend=$("$prefix/venv/bin/python" -I -c 'from serkit.edge.runtime import interpreter_class; print(interpreter_class()[1])') ||
   fail "the TFLite runtime does not import in $prefix/venv"
 say "serkit $SERKIT_VERSION installed; TFLite runtime: $backend"
 

@@ -1,7 +1,7 @@
 """Talking to the Pi with the system's ssh: a preflight probe, the bundle as a tar stream, the install run.
 
 Nothing here changes the Pi until `send_bundle`; every check that can refuse a
-deploy (host unreachable, no Python 3.9+, no root) runs before it.
+deploy (host unreachable, no Python 3.11+, no root) runs before it.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.errors import SerkitError
+from serkit.edge.errors import SerkitError
 
-MIN_PYTHON = (3, 9)
+MIN_PYTHON = (3, 11)
 INSTALL_ERROR = "serkit-install: error: "  # install.sh's fail() prefix
 
 
@@ -95,8 +95,8 @@ def check_facts(facts: RemoteFacts, host: str, python: str, model_only: bool, ro
         )
     if facts.python < MIN_PYTHON:
         raise SerkitError(
-            f"{host}: Python {facts.python[0]}.{facts.python[1]} is too old, serkit needs 3.9 or newer "
-            "(Raspberry Pi OS bullseye or later, or --python PATH to a newer one); nothing was changed"
+            f"{host}: Python {facts.python[0]}.{facts.python[1]} is too old, serkit needs 3.11 or newer "
+            "(Raspberry Pi OS bookworm or later, or --python PATH to a newer one); nothing was changed"
         )
     if not facts.root and not facts.sudo and not root_dir:
         raise SerkitError(

@@ -16,22 +16,28 @@ import zipfile
 from pathlib import Path
 
 DIST = "serkit"
-PACKAGES = ("serkit", "edge", "trainer", "convert", "deploy", "models", "firmware_configs")
+# The stage packages map to the repository's top-level folders in a checkout and sit inside serkit/ once installed.
+PACKAGES = (
+    "serkit",
+    *(f"serkit.{stage}" for stage in ("edge", "trainer", "convert", "deploy", "models", "firmware_configs")),
+)
 SKIP_SUFFIXES = (".pyc", ".keras", ".png")
 # Fixed timestamps keep the wheel byte-identical for identical sources.
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
 
-def _package_files(package: str) -> list[tuple[str, Path]]:
+def _package_files(package: str) -> dict[str, Path]:
+    """Archive name → file for everything under one import package (data folders included)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(f"package {package} is not importable")
     root = Path(next(iter(spec.submodule_search_locations)))
-    files = []
+    prefix = package.replace(".", "/")
+    files = {}
     for path in sorted(root.rglob("*")):
         if not path.is_file() or "__pycache__" in path.parts or path.suffix in SKIP_SUFFIXES:
             continue
-        files.append((f"{package}/{path.relative_to(root).as_posix()}", path))
+        files[f"{prefix}/{path.relative_to(root).as_posix()}"] = path
     return files
 
 
@@ -56,9 +62,11 @@ def build_wheel(out_dir: Path) -> Path:
     dist = importlib.metadata.distribution(DIST)
     version = dist.version
     info = f"{DIST}-{version}.dist-info"
-    entries: list[tuple[str, bytes]] = []
+    # Installed, serkit/ already holds the stage packages: keyed by archive name, each file is packed once.
+    files: dict[str, Path] = {}
     for package in PACKAGES:
-        entries += [(name, path.read_bytes()) for name, path in _package_files(package)]
+        files.update(_package_files(package))
+    entries = [(name, path.read_bytes()) for name, path in sorted(files.items())]
     entries.append((f"{info}/METADATA", _metadata(dist).encode()))
     wheel_text = "Wheel-Version: 1.0\nGenerator: serkit-deploy\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     entries.append((f"{info}/WHEEL", wheel_text.encode()))

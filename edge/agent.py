@@ -14,20 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.config import AgentConfig
-from edge.decision import Decider, DecisionSettings
-from edge.errors import SerkitError
-from edge.mqtt_payloads import Topics, discovery_messages, iso_now, raw_payload, state_payload
-from edge.publisher import MqttPublisher, StdoutPublisher, parse_broker
-from edge.runtime import TFLiteModel
-from edge.spec import ModelSpec, spec_path_for
-from edge.stream import GateSettings, StreamClassifier
+from serkit.edge.config import AgentConfig
+from serkit.edge.decision import Decider, DecisionSettings
+from serkit.edge.errors import SerkitError
+from serkit.edge.mqtt_payloads import Topics, discovery_messages, iso_now, raw_payload, state_payload
+from serkit.edge.publisher import MqttPublisher, StdoutPublisher, parse_broker
+from serkit.edge.runtime import TFLiteModel
+from serkit.edge.spec import ModelSpec, spec_path_for
+from serkit.edge.stream import GateSettings, StreamClassifier
 
 log = logging.getLogger("serkit")
 
 
 def default_model_path() -> Path:
-    from models import DEFAULT_MODEL, MODELS_DIR
+    from serkit.models import DEFAULT_MODEL, MODELS_DIR
 
     return MODELS_DIR / DEFAULT_MODEL
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import SerkitError
-from edge.resample import resample
+from serkit.edge.errors import SerkitError
+from serkit.edge.resample import resample
 
 _PCM, _FLOAT, _ALAW, _MULAW, _EXTENSIBLE = 0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE
 _FORMAT_NAMES = {

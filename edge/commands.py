@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.config import AgentConfig, build_config
-from edge.errors import MissingExtraError, SerkitError
+from serkit.edge.config import AgentConfig, build_config
+from serkit.edge.errors import MissingExtraError, SerkitError
 
 log = logging.getLogger("serkit")
 SAMPLES_DIR = Path(__file__).parent / "samples"
@@ -56,8 +56,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge.agent import Agent, load_model, make_publisher
-    from edge.sources import open_source
+    from serkit.edge.agent import Agent, load_model, make_publisher
+    from serkit.edge.sources import open_source
 
     config = build_config(args.config, _flags(args))
     if args.print_config:
@@ -100,7 +100,7 @@ def register_run(sub: argparse._SubParsersAction) -> None:
 
 # -- devices ----------------------------------------------------------------------------------------------
 def cmd_devices(args: argparse.Namespace) -> int:
-    from edge.sources import input_devices, open_pyaudio
+    from serkit.edge.sources import input_devices, open_pyaudio
 
     pa = open_pyaudio()
     try:
@@ -180,7 +180,7 @@ def start_embedded_broker() -> tuple[int, Any]:
 
 
 def demo_clips(folder: Path, rate: int) -> list[tuple[str, np.ndarray]]:
-    from edge.audio import read_wav
+    from serkit.edge.audio import read_wav
 
     paths = sorted(folder.glob("*.wav"))
     if not paths:
@@ -191,9 +191,9 @@ def demo_clips(folder: Path, rate: int) -> list[tuple[str, np.ndarray]]:
 def cmd_demo(args: argparse.Namespace) -> int:
     import paho.mqtt.client as mqtt
 
-    from edge.agent import Agent, load_model, make_publisher
-    from edge.publisher import parse_broker
-    from edge.sources import ArraySource
+    from serkit.edge.agent import Agent, load_model, make_publisher
+    from serkit.edge.publisher import parse_broker
+    from serkit.edge.sources import ArraySource
 
     setup_logging("warning")
     model = load_model(args.model or "", 1)
@@ -283,7 +283,7 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_wait_online(args: argparse.Namespace) -> int:
-    from edge.online import wait_online
+    from serkit.edge.online import wait_online
 
     topic = wait_online(build_config(args.config, {}), args.timeout)
     print(f"{topic}: online" if topic else "broker = none: no availability topic to wait for")

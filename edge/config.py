@@ -11,19 +11,14 @@ import math
 import os
 import re
 import socket
-import sys
+import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from edge.errors import SerkitError
-from edge.publisher import Credentials, parse_broker
-from edge.sources import parse_source
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.9/3.10 on older Pi OS images
-    import tomli as tomllib
+from serkit.edge.errors import SerkitError
+from serkit.edge.publisher import Credentials, parse_broker
+from serkit.edge.sources import parse_source
 
 ENV_PREFIX = "SERKIT_"  # SERKIT_PASSWORD, SERKIT_USERNAME, SERKIT_BROKER, ...
 MASK = "********"

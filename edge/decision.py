@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.stream import WindowResult
+from serkit.edge.stream import WindowResult
 
 SILENCE = "silence"
 

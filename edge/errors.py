@@ -1,5 +1,9 @@
 """The one exception type the CLI turns into a single line and a non-zero exit."""
 
+from __future__ import annotations
+
+import importlib.util
+
 
 class SerkitError(Exception):
     """A user-facing problem: bad input file, bad config value, missing extra.
@@ -15,3 +19,13 @@ class MissingExtraError(SerkitError):
     """A subcommand needs an optional dependency group that is not installed."""
 
     exit_code = 2
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Fail with one line when an optional dependency group is not installed."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtraError(
+            f"this command needs the '{extra}' extra ({', '.join(missing)} not installed): "
+            f"pip install 'serkit[{extra}]'"
+        )

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import SerkitError
+from serkit.edge.errors import SerkitError
 
 WINDOWS = ("hamming", "hann", "rectangular")
 _EPS = float(np.finfo(float).eps)  # python_speech_features' floor before log

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from edge import __version__
-from edge.decision import SILENCE, State
+from serkit.edge import __version__
+from serkit.edge.decision import SILENCE, State
 
 ONLINE, OFFLINE = "online", "offline"
 HA_STATUS_TOPIC_SUFFIX = "status"  # Home Assistant announces "online" on <discovery>/status

@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 import time
 
-from edge.config import AgentConfig
-from edge.errors import SerkitError
-from edge.mqtt_payloads import ONLINE, Topics
-from edge.publisher import make_client, parse_broker
+from serkit.edge.config import AgentConfig
+from serkit.edge.errors import SerkitError
+from serkit.edge.mqtt_payloads import ONLINE, Topics
+from serkit.edge.publisher import make_client, parse_broker
 
 
 def wait_online(config: AgentConfig, timeout_s: float) -> str | None:

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge.errors import SerkitError
-from edge.mqtt_payloads import OFFLINE, ONLINE, Topics
+from serkit.edge.errors import SerkitError
+from serkit.edge.mqtt_payloads import OFFLINE, ONLINE, Topics
 
 log = logging.getLogger("serkit")
 

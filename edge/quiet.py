@@ -1,11 +1,16 @@
 """Silence C libraries that print straight to file descriptor 2 (PortAudio/ALSA probing, TFLite's
-"Created TensorFlow Lite XNNPACK delegate" banner), so our own stderr stays one line per event."""
+"Created TensorFlow Lite XNNPACK delegate" banner, TensorFlow's start-up lines), so our own stderr stays
+one line per event."""
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
-from collections.abc import Iterator
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 
 @contextlib.contextmanager
@@ -22,3 +27,39 @@ def quiet_stderr() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[Callable[[], str]]:
+    """Send file descriptor 2 to a temporary file for the block; the callable yielded returns what was
+    written to it (inside the block: so far; after it: all).
+
+    For libraries whose start-up chatter bypasses every log-level setting (TensorFlow's absl and oneDNN
+    lines): the caller decides what, if anything, of it reaches the user. Python's fault handler keeps
+    writing to the real stderr meanwhile, so a crash inside the block is not silent.
+    """
+    sys.stderr.flush()
+    kept: list[str] = []
+    with tempfile.TemporaryFile() as capture:
+        try:
+            saved = os.dup(2)
+        except OSError:
+            yield lambda: ""
+            return
+        handler_was_on = faulthandler.is_enabled()
+        faulthandler.enable(file=saved)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lambda: kept[0] if kept else _read_all(capture)
+        finally:
+            os.dup2(saved, 2)
+            faulthandler.disable()
+            if handler_was_on:
+                faulthandler.enable()
+            os.close(saved)
+            kept.append(_read_all(capture))
+
+
+def _read_all(capture: BinaryIO) -> str:
+    capture.seek(0)
+    return capture.read().decode(errors="replace")

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import SerkitError
-from edge.quiet import quiet_stderr
-from edge.spec import ModelSpec
+from serkit.edge.errors import SerkitError
+from serkit.edge.quiet import captured_stderr, quiet_stderr
+from serkit.edge.spec import ModelSpec
 
 BACKENDS = (
     ("ai_edge_litert", "ai_edge_litert.interpreter"),
@@ -31,17 +31,23 @@ def interpreter_class(prefer: str | None = None) -> tuple[Any, str]:
         if prefer and name != prefer:
             continue
         try:
-            with warnings.catch_warnings():  # tf.lite's deprecation notice: this is the documented last resort
+            # tf.lite's deprecation notice and TensorFlow's start-up lines: this is the documented last resort.
+            with warnings.catch_warnings(), captured_stderr():
                 warnings.simplefilter("ignore")
                 mod = importlib.import_module(module)
-        except ImportError as exc:
-            errors.append(f"{name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a wheel built for another numpy fails with more than ImportError
+            errors.append(f"{name}: {_first_line(exc)}")
             continue
         return mod.Interpreter, name
-    wanted = prefer or "any of ai-edge-litert, tflite-runtime, tensorflow"
     raise SerkitError(
-        f"no TFLite runtime available ({wanted}); pip install ai-edge-litert (or tflite-runtime on armv7l)"
+        f"no TFLite runtime could be loaded ({'; '.join(errors)}); "
+        "pip install ai-edge-litert (or tflite-runtime with numpy<2 on armv7l)"
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 class TFLiteModel:

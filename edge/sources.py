@@ -19,10 +19,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from edge.audio import pcm16_to_float, read_wav
-from edge.errors import MissingExtraError, SerkitError
-from edge.quiet import quiet_stderr
-from edge.resample import StreamResampler
+from serkit.edge.audio import pcm16_to_float, read_wav
+from serkit.edge.errors import MissingExtraError, SerkitError
+from serkit.edge.quiet import quiet_stderr
+from serkit.edge.resample import StreamResampler
 
 log = logging.getLogger("serkit")
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from edge import __version__
-from edge.errors import SerkitError
-from edge.features import FeatureConfig
+from serkit.edge import __version__
+from serkit.edge.errors import SerkitError
+from serkit.edge.features import FeatureConfig
 
 FORMAT = "serkit-model-spec"
 FORMAT_VERSION = 1

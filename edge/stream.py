@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.features import FeatureExtractor
-from edge.runtime import TFLiteModel
-from edge.spec import ModelSpec
+from serkit.edge.features import FeatureExtractor
+from serkit.edge.runtime import TFLiteModel
+from serkit.edge.spec import ModelSpec
 
 _EPS = 1e-12
 

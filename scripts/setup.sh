@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup on Debian/Ubuntu: apt packages (only those missing), a virtualenv in .venv,
-# and serkit installed into it in editable mode with the extras given ("edge" = none, the Pi install).
+# and serkit installed into it in editable mode with the extras given ("edge" = none, the Pi install),
+# at the versions pinned in requirements/dev.txt.
 #   scripts/setup.sh [EXTRAS] [APT_PACKAGES...]     e.g. scripts/setup.sh train,mic,dev mosquitto
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,9 +35,10 @@ fi
 stamp=".venv/.serkit-installed-$extras"
 target=".[$extras]"
 [ "$extras" = edge ] && target="."
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing serkit$([ "$extras" = edge ] || echo "[$extras]") into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e "$target"
+# The versions the suite passed with (requirements/dev.txt, refreshed by scripts/lock.sh), not whatever is newest today.
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/dev.txt -nt "$stamp" ]; then
+  echo "setup: installing serkit$([ "$extras" = edge ] || echo "[$extras]") into .venv (versions from requirements/dev.txt)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install -q -c requirements/dev.txt -e "$target"
   touch "$stamp"
 fi

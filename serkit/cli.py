@@ -4,27 +4,15 @@ never loads TensorFlow and a missing extra is reported in one line."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from edge import __version__
-from edge.errors import MissingExtraError, SerkitError
+from serkit.edge import __version__
+from serkit.edge.errors import SerkitError
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def require_extra(extra: str, *modules: str) -> None:
-    """Fail with one line when an optional dependency group is not installed."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise MissingExtraError(
-            f"this command needs the '{extra}' extra ({', '.join(missing)} not installed): "
-            f"pip install 'serkit[{extra}]'"
-        )
 
 
 def _read_json(path: str) -> dict:
@@ -43,8 +31,8 @@ def _read_json(path: str) -> dict:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from edge.audio import read_wav
-    from edge.features import FeatureConfig, mfcc
+    from serkit.edge.audio import read_wav
+    from serkit.edge.features import FeatureConfig, mfcc
 
     if args.config:
         data = _read_json(args.config)
@@ -82,10 +70,10 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
 
 
 def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from convert.commands import register_convert
-    from deploy.commands import register_deploy
-    from edge.commands import register_demo, register_devices, register_run, register_wait_online
-    from trainer.commands import register_evaluate, register_predict, register_train
+    from serkit.convert.commands import register_convert
+    from serkit.deploy.commands import register_deploy
+    from serkit.edge.commands import register_demo, register_devices, register_run, register_wait_online
+    from serkit.trainer.commands import register_evaluate, register_predict, register_train
 
     return [
         register_run,
@@ -114,9 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # TensorFlow's C++ start-up chatter (CPU features, oneDNN) would bury our one-line errors; set
-    # TF_CPP_MIN_LOG_LEVEL=0 to see it again.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

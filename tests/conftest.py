@@ -11,6 +11,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Fixtures that train a model with TensorFlow: a test that uses one, directly or through another fixture,
+# belongs to the slow tier (pytest -m slow); `pytest -m "not slow"` must stay quick and need no TensorFlow.
+TRAINING_FIXTURES = frozenset({"run_dir", "refit_dir"})
+UNMARKED_TRAINING = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects anything, so every collected test is seen
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[UNMARKED_TRAINING] = [
+        item.nodeid
+        for item in items
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None
+    ]
+
 
 def shared_data_dir() -> Path:
     return Path(os.environ.get("SER_DATA", ROOT.parent / "shared" / "data"))

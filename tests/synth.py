@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.audio import write_wav
+from serkit.edge.audio import write_wav
 
 # RAVDESS emotion codes, so the real loader and `--dataset auto` handle the synthetic corpus.
 CLASSES = {"neutral": "01", "happy": "03", "angry": "05"}

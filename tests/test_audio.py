@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_cli, speechlike, wav_bytes
 
-from edge.audio import read_wav, write_wav
-from edge.errors import SerkitError
-from edge.resample import resample, resample_poly
+from serkit.edge.audio import read_wav, write_wav
+from serkit.edge.errors import SerkitError
+from serkit.edge.resample import resample, resample_poly
 
 scipy_signal = pytest.importorskip("scipy.signal")
 
@@ -142,7 +142,7 @@ def test_cli_features_writes_npy(tmp_path):
     spec.write_text(
         '{"features": '
         + __import__("json").dumps(
-            {**__import__("edge.features", fromlist=["x"]).FeatureConfig(delta_order=1).to_dict()}
+            {**__import__("serkit.edge.features", fromlist=["x"]).FeatureConfig(delta_order=1).to_dict()}
         )
         + "}"
     )

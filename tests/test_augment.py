@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import pcm16, speechlike, wav_bytes
 
-from edge.features import FeatureConfig, FeatureExtractor, num_frames
-from trainer.corpora import Clip
-from trainer.data import Augment, ClipStore, TrainingStream, change_speed, warp_matrix
+from serkit.edge.features import FeatureConfig, FeatureExtractor, num_frames
+from serkit.trainer.corpora import Clip
+from serkit.trainer.data import Augment, ClipStore, TrainingStream, change_speed, warp_matrix
 
 RATE = 16000
 

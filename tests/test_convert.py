@@ -11,11 +11,11 @@ from conftest import assert_error_last_line, run_cli
 
 pytest.importorskip("tensorflow")
 
-from convert.audit import audit  # noqa: E402
-from convert.tflite_convert import convert_in_subprocess  # noqa: E402
-from edge.errors import SerkitError  # noqa: E402
-from edge.runtime import TFLiteModel  # noqa: E402
-from edge.spec import ModelSpec  # noqa: E402
+from serkit.convert.audit import audit  # noqa: E402
+from serkit.convert.tflite_convert import convert_in_subprocess  # noqa: E402
+from serkit.edge.errors import SerkitError  # noqa: E402
+from serkit.edge.runtime import TFLiteModel  # noqa: E402
+from serkit.edge.spec import ModelSpec  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -157,7 +157,7 @@ def test_refit_model_converts_with_named_speakers_and_says_they_were_seen(refit_
 
 
 def test_shipped_int8_model_is_small_all_int8_and_matches_its_spec():
-    from models import DEFAULT_MODEL
+    from serkit.models import DEFAULT_MODEL
 
     spec = ModelSpec.load(DEFAULT_MODEL.with_suffix(".json"))
     assert DEFAULT_MODEL.stat().st_size <= 150 * 1024

@@ -22,10 +22,10 @@ import systemd_standin
 from brokers import Mosquitto, Recorder, free_port, require_program
 from conftest import ROOT, assert_error_last_line, assert_one_line_error, pcm16, run_cli, speechlike, wav_bytes
 
-from deploy.bundle import CURRENT_MODEL, merge_config, model_id, write_bundle
-from deploy.remote import RemoteFacts, check_facts, parse_probe
-from edge.config import load_toml, toml_value
-from edge.errors import SerkitError
+from serkit.deploy.bundle import CURRENT_MODEL, merge_config, model_id, write_bundle
+from serkit.deploy.remote import RemoteFacts, check_facts, parse_probe
+from serkit.edge.config import load_toml, toml_value
+from serkit.edge.errors import SerkitError
 
 MODEL = ROOT / "models" / "serkit-ravdess8-int8.tflite"
 SAMPLE = ROOT / "edge" / "samples" / "01-angry-espeak.wav"
@@ -95,7 +95,9 @@ def test_bundle_contents(tmp_path):
         names = whl.namelist()
         meta = whl.read("serkit-0.1.0.dist-info/METADATA").decode()
         record = whl.read("serkit-0.1.0.dist-info/RECORD").decode()
-    assert "edge/agent.py" in names and "models/serkit-ravdess8-int8.tflite" in names
+    assert "serkit/edge/agent.py" in names and "serkit/models/serkit-ravdess8-int8.tflite" in names
+    assert {n.split("/")[0] for n in names} == {"serkit", "serkit-0.1.0.dist-info"}  # one import name
+    assert "constraints/edge-aarch64.txt" in b.files and "constraints/edge-armv7l.txt" in b.files
     assert not any(n.endswith((".keras", ".pyc", ".png")) for n in names)
     requires = [ln.split(":", 1)[1].strip() for ln in meta.splitlines() if ln.startswith("Requires-Dist:")]
     base = [r for r in requires if "extra ==" not in r]
@@ -150,10 +152,10 @@ def test_probe_parsing_and_refusals():
     facts = parse_probe("arch=aarch64\nuid=1000\npython=3.11\nsudo=yes\nsystemd=running\ninstalled=\n")
     assert facts == RemoteFacts("aarch64", False, True, (3, 11), "running", "")
     assert facts.runtime == "ai-edge-litert"
-    assert parse_probe("arch=armv7l\nuid=0\npython=3.9\n").runtime == "tflite-runtime with numpy<2"
+    assert parse_probe("arch=armv7l\nuid=0\npython=3.11\n").runtime == "tflite-runtime with numpy<2"
     check_facts(facts, "pi@pi", "python3", False, "")
-    with pytest.raises(SerkitError, match=r"Python 3\.8 is too old.*nothing was changed"):
-        check_facts(parse_probe("arch=armv7l\nuid=0\npython=3.8\n"), "pi@pi", "python3", False, "")
+    with pytest.raises(SerkitError, match=r"Python 3\.10 is too old.*nothing was changed"):
+        check_facts(parse_probe("arch=armv7l\nuid=0\npython=3.10\n"), "pi@pi", "python3", False, "")
     with pytest.raises(SerkitError, match="no Python at 'python3'"):
         check_facts(parse_probe("arch=armv7l\nuid=0\npython=none\n"), "pi@pi", "python3", False, "")
     with pytest.raises(SerkitError, match="passwordless sudo"):
@@ -361,7 +363,7 @@ def test_wait_online_times_out_in_one_line_and_sees_online(tmp_path):
 
 
 def test_user_ssh_options_come_first_so_they_win():
-    from deploy.remote import SshTarget
+    from serkit.deploy.remote import SshTarget
 
     cmd = SshTarget("pi@hall", 2222, "/k", ("StrictHostKeyChecking=no",)).command("true")
     assert cmd.index("StrictHostKeyChecking=no") < cmd.index("StrictHostKeyChecking=accept-new")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import _train_tiny, assert_one_line_error, run_cli, usage_error_line
 
-from trainer.train import distil_targets
+from serkit.trainer.train import distil_targets
 
 
 def test_distil_targets_blend_the_label_with_the_teachers_mean():
@@ -26,7 +26,7 @@ def test_the_training_dataset_carries_the_teachers_mean_on_each_batch():
     tf = pytest.importorskip("tensorflow")
     import keras
 
-    from trainer.train import distilled
+    from serkit.trainer.train import distilled
 
     def constant_teacher(probs: list[float]) -> keras.Model:
         # Zero weights and log-probability biases: a real Keras model that always answers `probs`.
@@ -71,7 +71,7 @@ def test_teacher_options_without_teachers_are_a_clear_error(corpus, tmp_path, fl
 @pytest.mark.slow
 def test_distilled_run_trains_its_teachers_on_the_same_speakers_and_reports_them(corpus, run_dir, tmp_path_factory):
     pytest.importorskip("tensorflow")
-    from edge.spec import ModelSpec
+    from serkit.edge.spec import ModelSpec
 
     # The same command as run_dir, plus one teacher, of 12 epochs, taking 0.7 of each target.
     args = ("--val-speakers", "07,08", "--epochs", "14", "--min-epochs", "4", "--teachers", "1")

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 python_speech_features = pytest.importorskip("python_speech_features")
 
-from edge.audio import read_wav  # noqa: E402
-from edge.errors import SerkitError  # noqa: E402
-from edge.features import FeatureConfig, FeatureExtractor, delta, mfcc, num_frames  # noqa: E402
+from serkit.edge.audio import read_wav  # noqa: E402
+from serkit.edge.errors import SerkitError  # noqa: E402
+from serkit.edge.features import FeatureConfig, FeatureExtractor, delta, mfcc, num_frames  # noqa: E402
 
 WINFUNCS = {"hamming": np.hamming, "hann": np.hanning, "rectangular": lambda n: np.ones((n,))}
 

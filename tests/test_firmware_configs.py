@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_cli
 
-from edge.config import build_config
+from serkit.edge.config import build_config
 
 FW = ROOT / "firmware_configs"
 BOARDS = sorted((FW / "boards").glob("*.toml"))

@@ -9,14 +9,16 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
 from conftest import _train_tiny, assert_error_last_line, run_cli, usage_error_line
 
-from trainer.jobs import execute, model_runs
-from trainer.splits import Split
-from trainer.train import TrainOptions
+from serkit.trainer.jobs import _start_worker, execute, model_runs
+from serkit.trainer.splits import Split
+from serkit.trainer.train import TrainOptions
 
 
 def test_a_model_with_teachers_is_its_teacher_runs_then_itself():
@@ -73,6 +75,7 @@ def test_jobs_below_one_is_a_one_line_error(corpus, tmp_path):
     assert usage_error_line(proc) == "serkit train: error: argument --jobs: must be >= 1, got 0"
 
 
+@pytest.mark.slow  # starts TensorFlow training in worker processes
 def test_a_failing_run_stops_the_command_with_one_line_naming_it_and_its_log(tmp_path):
     pytest.importorskip("tensorflow")
     # RAVDESS names, no audio: the corpus is found, and every run fails on reading its clips.
@@ -108,6 +111,7 @@ def _children(pid: int) -> set[int]:
     return {p for p in pids if _stat(p)[1:2] == [str(pid)]}
 
 
+@pytest.mark.slow  # starts TensorFlow training in worker processes
 def test_sigterm_stops_the_parallel_runs_instead_of_orphaning_them(corpus, tmp_path):
     pytest.importorskip("tensorflow")
     cmd = [sys.executable, "-m", "serkit", "train", str(corpus), "--folds", "2", "--jobs", "2", "--epochs", "200"]
@@ -143,6 +147,7 @@ def test_sigterm_stops_the_parallel_runs_instead_of_orphaning_them(corpus, tmp_p
     assert "incomplete" in rest and "Traceback" not in rest, rest
 
 
+@pytest.mark.slow  # starts TensorFlow training in worker processes
 def test_sigterm_in_one_process_names_the_run_it_left_incomplete(corpus, tmp_path):
     pytest.importorskip("tensorflow")
     out = tmp_path / "run"
@@ -169,7 +174,7 @@ def test_sigterm_in_one_process_names_the_run_it_left_incomplete(corpus, tmp_pat
 
 @pytest.mark.slow
 def test_folds_final_model_and_teachers_train_side_by_side(corpus, refit_dir, tmp_path_factory):
-    from edge.spec import ModelSpec
+    from serkit.edge.spec import ModelSpec
 
     # refit_dir's command with one teacher per model and two processes: six runs.
     args = ("--folds", "2", "--refit", "--epochs", "8", "--teachers", "1", "--jobs", "2")
@@ -202,3 +207,20 @@ def test_folds_final_model_and_teachers_train_side_by_side(corpus, refit_dir, tm
     assert spec.threshold > 0
     assert training["options"]["teachers"] == 1
     assert training["train_seconds_with_teachers"] > training["train_seconds"]
+
+
+def test_a_worker_leaves_no_named_semaphore_behind_after_a_progress_bar():
+    """tqdm's default lock is a named POSIX semaphore; a worker the executor terminates would leak it."""
+    pytest.importorskip("tqdm")
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(1,)) as pool:
+        made = pool.submit(_semaphores_made_by_a_progress_bar).result(timeout=60)
+    assert made == []
+
+
+def _semaphores_made_by_a_progress_bar() -> list[str]:
+    from tqdm import tqdm
+
+    before = set(os.listdir("/dev/shm"))
+    for _ in tqdm(range(3), disable=True):
+        pass
+    return sorted(name for name in set(os.listdir("/dev/shm")) - before if name.startswith("sem."))

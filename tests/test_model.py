@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.model import ModelConfig, build_model
+from serkit.trainer.model import ModelConfig, build_model
 
 keras = pytest.importorskip("keras")
 
@@ -36,7 +36,7 @@ def test_centre_is_opt_in_and_widens_only_the_first_convolution():
 
 @pytest.mark.slow
 def test_centred_model_converts_to_full_int8(tmp_path):
-    from convert.tflite_convert import convert_int8_audited
+    from serkit.convert.tflite_convert import convert_int8_audited
 
     model = build_model(100, 12, 3, ModelConfig(conv_filters=(8, 8), rnn_units=8, centre=True))
     model.save(tmp_path / "m.keras")

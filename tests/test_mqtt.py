@@ -16,13 +16,13 @@ import pytest
 from brokers import Mosquitto, Recorder, free_port
 from conftest import ROOT, pcm16, run_cli
 
-from edge.agent import default_model_path
-from edge.audio import read_wav
-from edge.features import num_frames
-from edge.mqtt_payloads import Topics
-from edge.publisher import MqttPublisher, parse_broker
-from edge.spec import ModelSpec, spec_path_for
-from edge.windows import window_starts
+from serkit.edge.agent import default_model_path
+from serkit.edge.audio import read_wav
+from serkit.edge.features import num_frames
+from serkit.edge.mqtt_payloads import Topics
+from serkit.edge.publisher import MqttPublisher, parse_broker
+from serkit.edge.spec import ModelSpec, spec_path_for
+from serkit.edge.windows import window_starts
 
 SAMPLES = ROOT / "edge" / "samples"
 DEVICE = "hall"

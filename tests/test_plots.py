@@ -8,7 +8,7 @@ pytest.importorskip("matplotlib")
 
 from PIL import Image  # noqa: E402
 
-from trainer import plots  # noqa: E402
+from serkit.trainer import plots  # noqa: E402
 
 # As long as the shipped model's: the protocol and its five-fold estimate.
 LONG = (

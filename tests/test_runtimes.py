@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from conftest import ROOT, speechlike
 
-from edge.features import mfcc
-from edge.runtime import TFLiteModel
-from edge.spec import ModelSpec
-from edge.windows import clip_windows
-from models import DEFAULT_MODEL
+from serkit.edge.features import mfcc
+from serkit.edge.runtime import TFLiteModel
+from serkit.edge.spec import ModelSpec
+from serkit.edge.windows import clip_windows
+from serkit.models import DEFAULT_MODEL
 
 VENV = ROOT / ".cache" / "tflite-runtime-2.14"
 SCRIPT = """
@@ -61,7 +61,7 @@ def _tflite_runtime_python() -> Path:
 def _int8_windows(spec: ModelSpec, shared: Path | None) -> np.ndarray:
     clips = [speechlike(3.5, seed=s, f0=f0) for s, f0 in enumerate((110, 150, 210, 260))]
     if shared is not None:
-        from edge.audio import read_wav
+        from serkit.edge.audio import read_wav
 
         clips += [read_wav(p, 16000)[0] for p in sorted(shared.glob("ravdess-48k-sample/*/*.wav"))]
     w = np.concatenate(

@@ -11,14 +11,14 @@ from conftest import ROOT, pcm16, run_cli, speechlike
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.agent import load_model
-from edge.audio import read_wav, write_wav
-from edge.decision import Decider, DecisionSettings
-from edge.features import mfcc
-from edge.resample import StreamResampler, rational_ratio, resample_poly
-from edge.sources import PcmStreamSource
-from edge.stream import GateSettings, StreamClassifier, WindowResult
-from edge.windows import clip_windows, window_starts
+from serkit.edge.agent import load_model
+from serkit.edge.audio import read_wav, write_wav
+from serkit.edge.decision import Decider, DecisionSettings
+from serkit.edge.features import mfcc
+from serkit.edge.resample import StreamResampler, rational_ratio, resample_poly
+from serkit.edge.sources import PcmStreamSource
+from serkit.edge.stream import GateSettings, StreamClassifier, WindowResult
+from serkit.edge.windows import clip_windows, window_starts
 
 SAMPLES = ROOT / "edge" / "samples"
 NO_GATE = GateSettings(enabled=False)

@@ -10,8 +10,8 @@ from conftest import assert_one_line_error, run_cli
 
 pytest.importorskip("tensorflow")
 
-from edge.spec import ModelSpec  # noqa: E402
-from trainer.train import DEFAULT_FEATURES  # noqa: E402
+from serkit.edge.spec import ModelSpec  # noqa: E402
+from serkit.trainer.train import DEFAULT_FEATURES  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

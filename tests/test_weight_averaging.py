@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import run_cli, usage_error_line
 
-from trainer.train import mean_weights
+from serkit.trainer.train import mean_weights
 
 
 def test_mean_weights_is_the_elementwise_mean_of_every_tensor():

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import SerkitError
-from edge.spec import ModelSpec, spec_path_for
-from edge.windows import clip_windows
+from serkit.edge.errors import SerkitError, require_extra
+from serkit.edge.spec import ModelSpec, spec_path_for
+from serkit.edge.windows import clip_windows
 
 WindowPredictor = Callable[[np.ndarray], np.ndarray]
 
@@ -76,13 +76,15 @@ def load_predictor(path: str | Path, threads: int = 1) -> tuple[ModelSpec, Windo
     model_path, spec_path = resolve_model(path)
     spec = ModelSpec.load(spec_path)
     if model_path.suffix == ".tflite":
-        from edge.runtime import TFLiteModel
+        from serkit.edge.runtime import TFLiteModel
 
         m = TFLiteModel(model_path, spec, threads=threads)
         kind = "int8" if m.input_dtype == np.int8 else "float"
         return spec, m.predict, f"tflite {kind} ({m.backend})"
-    import keras
+    from serkit.trainer.tf_import import import_keras
 
+    require_extra("train", "tensorflow", "keras")
+    keras = import_keras()
     try:
         model = keras.saving.load_model(model_path, compile=False)
     except (ValueError, OSError) as exc:

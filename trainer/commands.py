@@ -6,13 +6,13 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from edge.errors import SerkitError
+from serkit.edge.errors import SerkitError, require_extra
 
 PRESET_HELP = (
     "labels to keep/merge: 'all' (default), 'common6', 'neutral,happy,sad', 'calm=neutral' (combine with commas)"
@@ -50,14 +50,14 @@ def _int_at_least(lo: int) -> Callable[[str], int]:
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    from trainer.corpora import DATASETS
+    from serkit.trainer.corpora import DATASETS
 
     p.add_argument("--dataset", default="auto", choices=DATASETS, help="naming scheme (default: detect per folder)")
     p.add_argument("--labels", help=PRESET_HELP)
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202
-    from trainer import corpora
+    from serkit.trainer import corpora
 
     clips = corpora.load_corpora(args.data, args.dataset)
     mapping = corpora.parse_label_map(args.labels, {c.label for c in clips})
@@ -65,7 +65,7 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _cache(args: argparse.Namespace) -> Path | None:
-    from trainer.data import default_cache_dir
+    from serkit.trainer.data import default_cache_dir
 
     if args.no_cache:
         return None
@@ -74,7 +74,7 @@ def _cache(args: argparse.Namespace) -> Path | None:
 
 def cross_validation_summary(reports: list[dict], labels: list[str], folds: int) -> dict:
     """Mean ± std over folds, and every clip pooled as scored by the fold that held its speaker out."""
-    from trainer.metrics import metrics_from_confusion
+    from serkit.trainer.metrics import metrics_from_confusion
 
     keys = ("accuracy", "macro_f1", "uar")
     pooled = metrics_from_confusion(np.sum([r["confusion_matrix"] for r in reports], axis=0), labels)
@@ -102,9 +102,6 @@ def _given(args: argparse.Namespace, *names: str) -> list[str]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from serkit.cli import require_extra
-
-    require_extra("train", "tensorflow", "keras", "matplotlib")
     if args.refit and not args.folds:
         raise SerkitError(
             "--refit needs --folds K: a model trained on every speaker has no held-out speakers, so its only "
@@ -119,12 +116,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{', '.join(stopping)} cannot be used with --folds: each fold trains the fixed --epochs, since its "
             "held-out speakers are its test speakers and must not choose when it stops"
         )
-    from trainer import corpora, plots
-    from trainer.data import Augment
-    from trainer.metrics import describe_protocol, format_report
-    from trainer.model import ModelConfig
-    from trainer.splits import clip_split, every_speaker, parse_speakers, speaker_folds, speaker_split
-    from trainer.train import TrainOptions, train_models
+    # After the checks of the flags alone, which need nothing installed; before any data is read.
+    require_extra("train", "tensorflow", "keras", "matplotlib")
+    from serkit.trainer import corpora, plots
+    from serkit.trainer.data import Augment
+    from serkit.trainer.metrics import describe_protocol, format_report
+    from serkit.trainer.model import ModelConfig
+    from serkit.trainer.splits import clip_split, every_speaker, parse_speakers, speaker_folds, speaker_split
+    from serkit.trainer.train import TrainOptions, train_models
 
     clips = _load(args)
     labels = corpora.label_order(clips)
@@ -217,8 +216,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     ((rep, spec),) = train_models([("model", split, out)], labels, options, _cache(args), summary, jobs=args.jobs)
     if split.test:
-        from trainer.classify import load_predictor
-        from trainer.evaluate import evaluate_clips
+        from serkit.trainer.classify import load_predictor
+        from serkit.trainer.evaluate import evaluate_clips
 
         spec, predict, _ = load_predictor(out)  # the saved files, as a user would load them
         protocol = {**split.protocol, "role": "test", "held_out_speakers": split.protocol["test_speakers"]}
@@ -233,16 +232,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from trainer.classify import load_predictor
-    from trainer.evaluate import evaluate_clips, protocol_for
-    from trainer.metrics import format_report
-    from trainer.splits import parse_speakers
+    from serkit.trainer.classify import load_predictor
+    from serkit.trainer.evaluate import evaluate_clips, protocol_for
+    from serkit.trainer.metrics import format_report
+    from serkit.trainer.splits import parse_speakers
 
     spec, predict, kind = load_predictor(args.model, threads=args.threads)
     clips = _load(args)
     wanted = parse_speakers(args.speakers)
     if wanted:
-        from trainer.splits import resolve_speakers
+        from serkit.trainer.splits import resolve_speakers
 
         keep = resolve_speakers(wanted, {c.speaker for c in clips}, "--speakers")
         clips = [c for c in clips if c.speaker in keep]
@@ -265,21 +264,53 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from edge.audio import read_wav
-    from edge.features import mfcc
-    from trainer.classify import clip_probabilities, load_predictor
+def _predict_model_and_paths(args: argparse.Namespace) -> tuple[str, list[str], bool]:
+    """(model, clips, whether the model is the default): --model, a leading model path, or the shipped
+    model, the same default as `serkit run`."""
+    from serkit.edge.agent import default_model_path
 
-    spec, predict, _ = load_predictor(args.model, threads=args.threads)
-    target = Path(args.path)
-    if target.is_dir():
-        files = sorted(p for p in target.rglob("*") if p.suffix.lower() == ".wav")
-        if not files:
-            raise SerkitError(f"{target}: no .wav files")
-    elif target.exists():
-        files = [target]
-    else:
-        raise SerkitError(f"{target}: no such file or folder")
+    paths = list(args.paths)
+    if args.model:
+        return args.model, paths, False
+    if len(paths) > 1 and _names_a_model(Path(paths[0])):
+        return paths[0], paths[1:], False
+    return str(default_model_path()), paths, True
+
+
+def _names_a_model(path: Path) -> bool:
+    """A leading path is the model unless it is a WAV or a folder with no model in it (so a mistyped
+    model path is reported as a missing model, not as a missing clip)."""
+    if path.is_dir():
+        return any(p.suffix in (".keras", ".tflite") for p in path.iterdir())
+    return path.suffix.lower() != ".wav"
+
+
+def _wav_files(paths: Sequence[str]) -> list[Path]:
+    """Each path a WAV file or a folder searched for *.wav; refused in one line when one names nothing."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".wav")
+            if not found:
+                raise SerkitError(f"{path}: no .wav files")
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            raise SerkitError(f"{path}: no such file or folder")
+    return files
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from serkit.edge.audio import read_wav
+    from serkit.edge.features import mfcc
+    from serkit.trainer.classify import clip_probabilities, load_predictor
+
+    model, paths, default = _predict_model_and_paths(args)
+    spec, predict, kind = load_predictor(model, threads=args.threads)
+    # Said before the first result, so that a refused clip is still the only line on stderr.
+    note = f"serkit: no model given, using the shipped one: {model} ({kind})" if default else ""
+    files = _wav_files(paths)
     failed = 0
     for f in files:
         try:
@@ -292,6 +323,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             continue
         probs = clip_probabilities(predict, [mfcc(signal, spec.features)], spec)[0]
         best = int(probs.argmax())
+        if note:
+            print(note, file=sys.stderr)
+            note = ""
         if args.json:
             print(
                 json.dumps(
@@ -418,9 +452,17 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def register_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="emotion of one WAV or every WAV under a folder")
-    p.add_argument("model", help="run folder, .keras, or .tflite (with its .json beside it)")
-    p.add_argument("path", help="a WAV file or a folder")
+    p = sub.add_parser(
+        "predict",
+        help="emotion of WAV files or every WAV under folders",
+        usage="serkit predict [-h] [--model MODEL] [MODEL] PATH [PATH ...] [--json] [--threads N]",
+        description="Classify whole clips. The model is --model, or a leading .keras/.tflite/run-folder path, "
+        "or else the shipped int8 model (the one `serkit run` uses); which one is said on stderr.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="WAV files or folders (optionally led by a model)")
+    p.add_argument(
+        "--model", help="run folder, .keras, or .tflite (with its .json beside it); default: the shipped model"
+    )
     p.add_argument(
         "--json",
         action="store_true",

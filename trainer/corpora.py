@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import SerkitError
+from serkit.edge.errors import SerkitError
 
 TAXONOMY = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised", "boredom")
 # The six emotions every common corpus (RAVDESS, CREMA-D, TESS, EMO-DB, SAVEE) has.

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.audio import read_wav
-from edge.errors import SerkitError
-from edge.features import FeatureConfig, FeatureExtractor, dct_lifter_matrix, hz_to_mel, mel_points, mel_to_hz
-from edge.resample import resample_poly
-from edge.windows import clip_windows
-from trainer.corpora import Clip
+from serkit.edge.audio import read_wav
+from serkit.edge.errors import SerkitError
+from serkit.edge.features import FeatureConfig, FeatureExtractor, dct_lifter_matrix, hz_to_mel, mel_points, mel_to_hz
+from serkit.edge.resample import resample_poly
+from serkit.edge.windows import clip_windows
+from serkit.trainer.corpora import Clip
 
 
 def default_cache_dir() -> Path:

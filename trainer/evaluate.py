@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge.spec import ModelSpec
-from trainer.classify import WindowPredictor, clip_probabilities
-from trainer.corpora import Clip, label_indices
-from trainer.data import ClipStore
-from trainer.metrics import evaluate_predictions
+from serkit.edge.spec import ModelSpec
+from serkit.trainer.classify import WindowPredictor, clip_probabilities
+from serkit.trainer.corpora import Clip, label_indices
+from serkit.trainer.data import ClipStore
+from serkit.trainer.metrics import evaluate_predictions
 
 
 def protocol_for(spec: ModelSpec, clips: Sequence[Clip]) -> dict:

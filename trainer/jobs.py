@@ -25,15 +25,15 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge.errors import SerkitError
-from edge.features import FeatureConfig
-from edge.spec import ModelSpec
-from trainer.corpora import Clip
-from trainer.data import Augment, ClipStore, compute_variants
-from trainer.splits import Split
+from serkit.edge.errors import SerkitError
+from serkit.edge.features import FeatureConfig
+from serkit.edge.spec import ModelSpec
+from serkit.trainer.corpora import Clip
+from serkit.trainer.data import Augment, ClipStore, compute_variants
+from serkit.trainer.splits import Split
 
 if TYPE_CHECKING:  # trainer.train imports this module; the workers start without TensorFlow
-    from trainer.train import TrainOptions
+    from serkit.trainer.train import TrainOptions
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,10 @@ def stderr_log(verbose: bool) -> Callable[[str], None]:
 
 
 def _train(run: Run, labels: Sequence[str], cache_dir: Path | None, summary: dict | None, verbose: bool):  # noqa: ANN202
-    import keras
+    from serkit.trainer.tf_import import import_keras
+    from serkit.trainer.train import train_run
 
-    from trainer.train import train_run
+    keras = import_keras()
 
     teachers = [keras.saving.load_model(d / "model.keras", compile=False) for d in run.teachers]
     return train_run(run.split, labels, run.options, run.out_dir, cache_dir, summary, verbose, teachers)
@@ -98,7 +99,13 @@ def _start_worker(threads: int) -> None:
     # Before TensorFlow is imported, which reads these once.
     for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ[name] = str(threads)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # tqdm's default lock is a named POSIX semaphore, made by the first bar in each process: a worker
+    # terminated by the executor (once another has exited) then leaves it behind, and the resource
+    # tracker warns about it at exit. Each worker logs to its own file, so a thread lock is enough.
+    with contextlib.suppress(ImportError):
+        from tqdm import tqdm
+
+        tqdm.set_lock(threading.RLock())
     # execute stops workers with SIGINT (as does Ctrl-C): as SystemExit rather than KeyboardInterrupt, a
     # worker caught between runs (or still receiving one) exits without printing a traceback.
     signal.signal(signal.SIGINT, _terminated)

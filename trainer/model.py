@@ -38,8 +38,10 @@ class ModelConfig:
 
 
 def build_model(frames: int, n_features: int, n_classes: int, config: ModelConfig | None = None):  # noqa: ANN201
-    import keras
-    from keras import layers
+    from serkit.trainer.tf_import import import_keras
+
+    keras = import_keras()
+    layers = keras.layers
 
     c = config or ModelConfig()
     reg = keras.regularizers.l2(c.l2) if c.l2 else None

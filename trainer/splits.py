@@ -7,8 +7,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edge.errors import SerkitError
-from trainer.corpora import Clip
+from serkit.edge.errors import SerkitError
+from serkit.trainer.corpora import Clip
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from edge.features import FeatureConfig
-from edge.spec import ModelSpec
-from trainer import corpora, plots
-from trainer.classify import RecordingPredictor, clip_probabilities, keras_predictor, suggested_threshold
-from trainer.corpora import Clip
-from trainer.data import Augment, ClipStore, TrainingStream, class_weights, normalisation_stats
-from trainer.jobs import execute, model_runs, stderr_log, with_teachers_time
-from trainer.metrics import describe_protocol, evaluate_predictions, format_report
-from trainer.model import ModelConfig, build_model
-from trainer.splits import Split
+from serkit.edge.features import FeatureConfig
+from serkit.edge.spec import ModelSpec
+from serkit.trainer import corpora, plots
+from serkit.trainer.classify import RecordingPredictor, clip_probabilities, keras_predictor, suggested_threshold
+from serkit.trainer.corpora import Clip
+from serkit.trainer.data import Augment, ClipStore, TrainingStream, class_weights, normalisation_stats
+from serkit.trainer.jobs import execute, model_runs, stderr_log, with_teachers_time
+from serkit.trainer.metrics import describe_protocol, evaluate_predictions, format_report
+from serkit.trainer.model import ModelConfig, build_model
+from serkit.trainer.splits import Split
 
 # The shipped model's features: all 40 cepstra of 40 mel bands with log energy in c0; no deltas
 # (the time convolutions see neighbouring frames, and the streaming path stays lean).
@@ -150,8 +150,9 @@ def train_run(
 
     `teachers` (Keras models trained on the same split) make the targets those of distil_targets.
     """
-    import keras
+    from serkit.trainer.tf_import import import_keras
 
+    keras = import_keras()
     log = stderr_log(verbose)
     keras.utils.set_random_seed(options.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
