@@ -1,8 +1,8 @@
 """The edge agent end to end on a long recording, at --pace fast.
 
 Runs the real `serkit run` in a child process on several minutes of speech (the bundled clips, tiled
-with pauses), once printing to stdout and once publishing to a real Mosquitto broker when one is
-installed, and reports: real-time factor (processing seconds per audio second), per-stage ms per
+with pauses), printing to stdout (once plain, once serving the live page with one client reading its
+event stream) and publishing to a real Mosquitto broker when one is installed, and reports: real-time factor (processing seconds per audio second), per-stage ms per
 window from the agent's own stats, peak RSS of the child. The reference, measured in the same run,
 is offline batch classification of the same audio (whole-file MFCC, then every window).
 
@@ -14,12 +14,15 @@ Goals on a 2-core x86_64 VM with ai-edge-litert: RTF <= 0.02, peak RSS <= 120 MB
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -44,11 +47,16 @@ def long_recording(minutes: float, rate: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def run_agent(wav: Path, broker: str) -> dict:
+def run_agent(wav: Path, broker: str, http_port: int | None = None) -> dict:
+    """One agent run at --pace fast; with http_port, the live page is served and one browser-like client
+    reads its event stream from start to end."""
     args = [sys.executable, "-m", "serkit", "run", "--source", f"file:{wav}", "--pace", "fast", "--broker", broker]
     args += ["--stats-interval-s", "100000", "--device-id", "bench"]
+    if http_port:
+        args += ["--http", str(http_port)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    client = EventClient(http_port) if http_port else None
     # VmHWM of the child's own address space (ru_maxrss would include the forked parent's pages).
     peak_kb = 0
     status = Path(f"/proc/{proc.pid}/status")
@@ -66,11 +74,46 @@ def run_agent(wav: Path, broker: str) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"agent failed: {err.decode()[-2000:]}")
     stats = {"wall_s": wall, "peak_rss_mb": peak_kb / 1024}
+    if client:
+        client.join(10)
+        stats["client_windows"] = client.windows
     lines = [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
     final = [x for x in lines if x.get("topic") == "stats"]
     if final:
         stats.update({k: v for k, v in final[-1].items() if k != "peak_rss_mb"})
     return stats
+
+
+class EventClient(threading.Thread):
+    """Connects to /events as soon as the agent listens, and counts the window events it reads."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.windows = port, 0
+        self.start()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+                conn.request("GET", "/events")
+                break
+            except OSError:
+                time.sleep(0.002)
+        else:
+            return
+        try:
+            for line in conn.getresponse():
+                self.windows += line == b"event: window\n"
+        except (OSError, http.client.HTTPException):
+            pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def main() -> None:
@@ -93,14 +136,11 @@ def main() -> None:
         offline_s = time.perf_counter() - t0
 
         stdout_run = run_agent(wav, "none")
+        http_run = run_agent(wav, "none", http_port=free_port())
         broker_run = None
         exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
         if exe:
-            import socket
-
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
+            port = free_port()
             conf = Path(tmp) / "m.conf"
             conf.write_text(
                 f"listener {port} 127.0.0.1\nallow_anonymous true\n" + ("user root\n" if os.geteuid() == 0 else "")
@@ -119,7 +159,8 @@ def main() -> None:
     print(
         f"reference, offline batch (whole-file MFCC + every window): {offline_s:.2f} s, RTF {offline_s / seconds:.4f}"
     )
-    for name, r in (("agent -> stdout", stdout_run), ("agent -> mosquitto", broker_run)):
+    runs = (("agent -> stdout", stdout_run), ("agent -> stdout, --http + 1 client", http_run))
+    for name, r in (*runs, ("agent -> mosquitto", broker_run)):
         if r is None:
             print(f"{name}: skipped (mosquitto not installed)")
             continue
@@ -136,6 +177,12 @@ def main() -> None:
             f"streaming loop alone RTF {proc_rtf:.4f}; {r['wall_s'] / offline_s:.2f}x the offline reference; "
             f"{stages}peak RSS {r['peak_rss_mb']:.0f} MB (goal <= 120)"
         )
+    loop = http_run.get("uptime_s", 0) / max(stdout_run.get("uptime_s", 0), 1e-9)
+    print(
+        f"live page: wall {http_run['wall_s'] / stdout_run['wall_s']:.2f}x, streaming loop {loop:.2f}x, peak RSS "
+        f"{http_run['peak_rss_mb'] - stdout_run['peak_rss_mb']:+.1f} MB against the same run without it; its client "
+        f"read {http_run['client_windows']} of {http_run.get('windows', '?')} window events"
+    )
 
 
 if __name__ == "__main__":

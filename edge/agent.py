@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from serkit.edge.config import AgentConfig
+from serkit.edge.dashboard import Dashboard, LiveFeed, parse_http
 from serkit.edge.decision import Decider, DecisionSettings
 from serkit.edge.errors import SerkitError
 from serkit.edge.mqtt_payloads import Topics, discovery_messages, iso_now, raw_payload, state_payload
@@ -58,8 +59,11 @@ class Counters:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, model: TFLiteModel, source: Any, publisher: Any) -> None:
+    def __init__(
+        self, config: AgentConfig, model: TFLiteModel, source: Any, publisher: Any, feed: LiveFeed | None = None
+    ) -> None:
         self.config = config
+        self.feed = feed  # the live page's, when it is served
         self.model = model
         self.spec = model.spec
         self.source = source
@@ -128,17 +132,30 @@ class Agent:
         self.counters.windows += 1
         self.counters.speech_windows += int(w.speech)
         now = iso_now()
-        if self.config.raw:
+        if self.config.raw or self.feed:
             probs = None
             if w.probabilities is not None:
                 probs = {lab: float(w.probabilities[i]) for i, lab in enumerate(self.spec.labels)}
-            self.publisher.raw(raw_payload(w.seq, w.start_s, w.speech, w.level_dbfs, probs, self.device, now))
+            raw = raw_payload(w.seq, w.start_s, w.speech, w.level_dbfs, probs, self.device, now)
+            if self.config.raw:
+                self.publisher.raw(raw)
+            if self.feed:
+                self.feed.window({**raw, "floor_dbfs": w.floor_dbfs, "threshold_dbfs": w.threshold_dbfs})
         state = self.decider.update(w)
         if state is not None:
             self.counters.states += 1
-            self.publisher.state(state_payload(state, self.device, self.spec.window_s, now))
+            payload = state_payload(state, self.device, self.spec.window_s, now)
+            self.publisher.state(payload)
+            if self.feed:
+                self.feed.state(payload)
             if state.changed:
                 log.info("%s (%.0f%%) at %.1f s", state.emotion, 100 * state.confidence, state.start_s)
+
+    def live_tick(self) -> None:
+        """The live page's periodic update: stats and the broker connection (from the page's own timer)."""
+        if self.feed:
+            self.feed.stats(self.stats())
+            self.feed.connection(self.publisher.status())
 
     def stats(self) -> dict[str, Any]:
         uptime = time.monotonic() - self._started
@@ -173,6 +190,26 @@ def peak_rss_mb() -> float:
     except (OSError, ValueError, IndexError):
         pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def make_dashboard(config: AgentConfig, model: TFLiteModel) -> Dashboard | None:
+    """The live page's server, listening already (a port in use fails here, before any audio), or None."""
+    address = parse_http(config.http)
+    if address is None:
+        return None
+    spec = model.spec
+    broker = parse_broker(config.broker)
+    info = {
+        "device": config.effective_device_id(),
+        "model": model.name,
+        "backend": model.backend,
+        "labels": list(spec.labels),
+        "window_s": round(spec.window_s, 3),
+        "raw": config.raw,
+        "gate": {"enabled": config.gate, "floor_dbfs": config.gate_dbfs, "snr_db": config.gate_snr_db},
+        "broker": str(broker) if broker else "none (states on stdout)",
+    }
+    return Dashboard(address, LiveFeed(info), config.masked(), config.http_token)
 
 
 def make_publisher(config: AgentConfig, spec: ModelSpec, model_name: str) -> Any:

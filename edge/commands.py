@@ -56,7 +56,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from serkit.edge.agent import Agent, load_model, make_publisher
+    from serkit.edge.agent import Agent, load_model, make_dashboard, make_publisher
     from serkit.edge.sources import open_source
 
     config = build_config(args.config, _flags(args))
@@ -66,6 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(config.log_level)
     model = load_model(config.model, config.threads)  # before any audio is opened
     publisher = make_publisher(config, model.spec, model.name)
+    dashboard = make_dashboard(config, model)
     source = open_source(
         config.source,
         model.spec.features.sample_rate,
@@ -76,10 +77,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     stop = threading.Event()
     _stop_on_signals(stop)
-    undelivered = Agent(config, model, source, publisher).run(stop)
+    agent = Agent(config, model, source, publisher, dashboard.feed if dashboard else None)
+    undelivered = _run_agent(agent, stop, dashboard)
     if undelivered and not stop.is_set():
         raise SerkitError(f"{undelivered} results were not delivered: broker {config.broker} unreachable")
     return 0
+
+
+def _run_agent(agent: Any, stop: threading.Event, dashboard: Any = None) -> int:
+    """The agent until its source ends or `stop` is set, with its live page served meanwhile, if any."""
+    if dashboard is None:
+        return agent.run(stop)
+    dashboard.start(agent.live_tick)
+    try:
+        return agent.run(stop)
+    finally:
+        dashboard.close()
 
 
 def register_run(sub: argparse._SubParsersAction) -> None:
@@ -188,31 +201,79 @@ def demo_clips(folder: Path, rate: int) -> list[tuple[str, np.ndarray]]:
     return [(p.name, read_wav(p, rate)[0]) for p in paths]
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    import paho.mqtt.client as mqtt
+SYNTHETIC_NOTE = (
+    "the bundled clips are synthetic espeak-ng voices with no acted emotion: their labels show how the messages "
+    "flow, not how accurate the model is (accuracy on held-out human speakers: models/README.md)"
+)
 
-    from serkit.edge.agent import Agent, load_model, make_publisher
-    from serkit.edge.publisher import parse_broker
-    from serkit.edge.sources import ArraySource
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from serkit.edge.agent import Agent, load_model, make_dashboard, make_publisher
 
     setup_logging("warning")
     model = load_model(args.model or "", 1)
-    rate = model.spec.features.sample_rate
-    clips = demo_clips(Path(args.clips) if args.clips else SAMPLES_DIR, rate)
-    stop_broker = None
-    if args.broker:
-        broker = args.broker
-        address = parse_broker(broker)
-        if address is None:
-            raise SerkitError("the demo needs a broker: give --broker mqtt://HOST:PORT or leave it out")
-    else:
-        port, stop_broker = start_embedded_broker()
-        broker = f"mqtt://127.0.0.1:{port}"
-        address = parse_broker(broker)
+    broker, address, stop_broker = _demo_broker(args.broker)
+    from_clips = args.source == "clips"
     device = "demo"
     config = replace(
-        AgentConfig(), broker=broker, device_id=device, pace="fast", on_silence="silence", stats_interval_s=0
+        AgentConfig(),
+        broker=broker,
+        device_id=device,
+        pace=args.pace,
+        on_silence="silence",
+        stats_interval_s=0,
+        http=args.http,
+        raw=True,
+        source="file:clips" if from_clips else args.source,
     )
+    try:
+        source, spans = _demo_source(args, config, model.spec.features.sample_rate)
+        dashboard = make_dashboard(config, model)
+        with _DemoViewer(broker, address, device) as viewer:
+            what = f"{len(spans)} bundled clips" if from_clips else config.source
+            print(f"== serkit demo: {model.path.name} on {what}; messages as a subscriber on {broker} sees them")
+            if from_clips:
+                print(f"== note: {SYNTHETIC_NOTE}")
+            agent = Agent(
+                config, model, source, make_publisher(config, model.spec, model.name), dashboard and dashboard.feed
+            )
+            stop = threading.Event()
+            if not from_clips:
+                _stop_on_signals(stop)
+                print("== listening until Ctrl-C")
+            undelivered = _run_agent(agent, stop, dashboard)
+            time.sleep(0.5)  # the last messages' way back to the viewer
+    finally:
+        if stop_broker:
+            stop_broker()
+    if from_clips:
+        _print_per_clip(viewer.states(), spans)
+    if undelivered:
+        raise SerkitError(f"{undelivered} results were not delivered to {broker}")
+    return 0
+
+
+def _demo_broker(given: str | None) -> tuple[str, Any, Any]:
+    """(broker URL, its address, stop function or None): the one given, or an embedded one started now."""
+    from serkit.edge.publisher import parse_broker
+
+    if not given:
+        port, stop = start_embedded_broker()
+        given = f"mqtt://127.0.0.1:{port}"
+        return given, parse_broker(given), stop
+    address = parse_broker(given)
+    if address is None:
+        raise SerkitError("the demo needs a broker: give --broker mqtt://HOST:PORT or leave it out")
+    return given, address, None
+
+
+def _demo_source(args: argparse.Namespace, config: AgentConfig, rate: int) -> tuple[Any, list]:
+    """The audio and, for the clips, each one's (name, start s, end s) in the stream."""
+    from serkit.edge.sources import ArraySource, open_source
+
+    if args.source != "clips":
+        return open_source(args.source, rate, "realtime", config.rate, config.mic_chunk_s, config.watchdog_s), []
+    clips = demo_clips(Path(args.clips) if args.clips else SAMPLES_DIR, rate)
     # One stream, the clips a second apart, as a microphone in a room would hear them.
     gap = np.zeros(rate, np.float32)
     spans, parts, t = [], [gap], 1.0
@@ -220,41 +281,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
         spans.append((name, t, t + len(x) / rate))
         parts += [x, gap]
         t += (len(x) + len(gap)) / rate
-    source = ArraySource(np.concatenate(parts), rate, "fast", f"{len(clips)} demo clips")
+    return ArraySource(np.concatenate(parts), rate, args.pace, f"{len(clips)} demo clips"), spans
 
-    received: list[tuple[str, bytes]] = []
-    subscribed = threading.Event()
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="serkit-demo-viewer")
-    sub.on_connect = lambda c, u, f, rc, p: c.subscribe(
-        [(f"serkit/{device}/#", 1), (f"homeassistant/+/{device}/+/config", 1)]
-    )
-    sub.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
 
-    def on_message(c: Any, u: Any, m: Any) -> None:
-        received.append((m.topic, m.payload))
-        print(f"{m.topic}  {m.payload.decode(errors='replace')}", flush=True)
+class _DemoViewer:
+    """A subscriber that prints every message the demo device publishes, as Home Assistant would see them."""
 
-    sub.on_message = on_message
-    try:
-        try:
-            sub.connect(address.host, address.port)
-        except OSError as exc:
-            raise SerkitError(f"cannot reach the broker {broker}: {exc}") from None
-        sub.loop_start()
-        if not subscribed.wait(10):
-            raise SerkitError(f"the broker {broker} did not confirm the demo's subscription")
-        print(
-            f"== serkit demo: {model.path.name} on {len(clips)} clips; messages as a subscriber on {broker} sees them"
+    def __init__(self, broker: str, address: Any, device: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        from serkit.edge.mqtt_payloads import Topics
+
+        self.address = address
+        self.broker = broker
+        self.topics = Topics("serkit", device, "homeassistant")
+        self.received: list[tuple[str, bytes]] = []
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="serkit-demo-viewer")
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
+            [(self.topics.device_filter, 1), (self.topics.discovery_filter, 1)]
         )
-        publisher = make_publisher(config, model.spec, model.name)
-        undelivered = Agent(config, model, source, publisher).run(threading.Event())
-        time.sleep(0.5)  # the last messages' way back to the viewer
-    finally:
-        sub.loop_stop()
-        sub.disconnect()
-        if stop_broker:
-            stop_broker()
-    states = [json.loads(p) for t, p in received if t == f"serkit/{device}/emotion"]
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
+        self.client.on_message = self._on_message
+
+    def __enter__(self) -> _DemoViewer:
+        try:
+            self.client.connect(self.address.host, self.address.port)
+        except OSError as exc:
+            raise SerkitError(f"cannot reach the broker {self.broker}: {exc}") from None
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            self.__exit__()
+            raise SerkitError(f"the broker {self.broker} did not confirm the demo's subscription")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def _on_message(self, client: Any, userdata: Any, m: Any) -> None:
+        self.received.append((m.topic, m.payload))
+        if m.topic != self.topics.raw:  # every window is on the page; the log shows what Home Assistant gets
+            print(f"{m.topic}  {m.payload.decode(errors='replace')}", flush=True)
+
+    def states(self) -> list[dict[str, Any]]:
+        return [json.loads(p) for t, p in self.received if t == self.topics.emotion]
+
+
+def _print_per_clip(states: list[dict[str, Any]], spans: list[tuple[str, float, float]]) -> None:
     print("== per clip (state published while the clip played)")
     for name, t0, t1 in spans:
         got = [
@@ -262,23 +336,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ]
         said = ", ".join(f"{s['emotion']} {100 * s['confidence']:.0f}%" for s in got) or "no confident state"
         print(f"  {name}: {said}")
-    if undelivered:
-        raise SerkitError(f"{undelivered} results were not delivered to {broker}")
-    return 0
 
 
 def register_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="run the shipped model on bundled clips and show the MQTT messages",
+        help="run the shipped model on bundled clips (or the microphone), with the live page and MQTT messages",
         description=(
-            "Runs the agent over the bundled sample clips and prints every MQTT message a subscriber sees "
-            "(discovery, availability, emotion states). Uses --broker, or an embedded broker it starts itself."
+            "Runs the agent over the bundled sample clips in real time, serves the live page, and prints every MQTT "
+            "message a subscriber sees (discovery, availability, emotion states). Uses --broker, or an embedded "
+            f"broker it starts itself. Note: {SYNTHETIC_NOTE}."
         ),
     )
     p.add_argument("--broker", help="mqtt://HOST:PORT of a broker to use instead of the embedded one")
     p.add_argument("--model", help="a .tflite model (default: the shipped one)")
     p.add_argument("--clips", help="a folder of .wav clips instead of the bundled samples")
+    p.add_argument(
+        "--source",
+        default="clips",
+        help="clips (default), or mic / mic:NAME / mic:INDEX to listen to a microphone until Ctrl-C",
+    )
+    p.add_argument(
+        "--pace",
+        choices=("realtime", "fast"),
+        default="realtime",
+        help="play the clips in real time (default) or at full speed",
+    )
+    p.add_argument(
+        "--http",
+        default="8765",
+        help="[HOST:]PORT of the live page (default: 8765 on 127.0.0.1; 0 = any free port; empty = no page)",
+    )
     p.set_defaults(func=cmd_demo)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from serkit.edge.dashboard import parse_http
 from serkit.edge.errors import SerkitError
 from serkit.edge.publisher import Credentials, parse_broker
 from serkit.edge.sources import parse_source
@@ -91,6 +92,11 @@ class AgentConfig:
     stats_interval_s: float = _opt(60.0, "publish stats this often (0 = never)", lo=0)
     keepalive_s: int = _opt(30, "MQTT keepalive", lo=5, hi=3600)
     flush_timeout_s: float = _opt(5.0, "on exit, wait this long for queued results to be delivered", lo=0)
+    # Live page
+    http: str = _opt(
+        "", "serve the live page and its JSON API on [HOST:]PORT (127.0.0.1 when only a port is given; empty = off)"
+    )
+    http_token: str = _opt("", "require this token for the page (Bearer header or ?token=)", secret=True)
     # Logging
     log_level: str = _opt("warning", "stderr log level", choices=("debug", "info", "warning", "error"))
 
@@ -211,6 +217,7 @@ def build_config(
     config = replace(AgentConfig(), **values)
     parse_broker(config.broker)
     parse_source(config.source)
+    parse_http(config.http)
     if config.device_id and clean_id(config.device_id) != config.device_id:
         raise SerkitError(f"'device_id' may only contain letters, digits, _ and -, got {config.device_id!r}")
     for key in ("topic_prefix", "discovery_prefix"):

@@ -53,6 +53,16 @@ class Topics:
     def ha_status(self) -> str:
         return f"{self.discovery_prefix}/{HA_STATUS_TOPIC_SUFFIX}"
 
+    @property
+    def device_filter(self) -> str:
+        """Every topic of this device (a subscription filter)."""
+        return f"{self.base}/#"
+
+    @property
+    def discovery_filter(self) -> str:
+        """Every discovery config of this device (a subscription filter)."""
+        return self.discovery("+", "+")
+
     def discovery(self, component: str, object_id: str) -> str:
         return f"{self.discovery_prefix}/{component}/{self.device}/{object_id}/config"
 

@@ -68,6 +68,9 @@ class StdoutPublisher:
     def start(self) -> None:
         pass
 
+    def status(self) -> dict[str, Any]:
+        return {"broker": "none", "connected": False, "last_error": ""}
+
     def state(self, payload: dict[str, Any]) -> None:
         self._line({"topic": "emotion", **payload})
         self.delivered += 1
@@ -146,12 +149,14 @@ class MqttPublisher:
         self._early_acks: dict[int, float] = {}
         self._closing = False
         self._last_refusal: str | None = None
+        self.last_error = ""  # the latest connection problem in words, for the live page
 
         client = make_client(address, client_id, credentials)
         client.will_set(topics.availability, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_inflight_messages_set(MAX_INFLIGHT)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
@@ -163,6 +168,9 @@ class MqttPublisher:
     def queue_depth(self) -> int:
         with self._cond:
             return len(self._queue) + len(self._inflight)
+
+    def status(self) -> dict[str, Any]:
+        return {"broker": str(self.address), "connected": self.connected, "last_error": self.last_error}
 
     def start(self) -> None:
         """Connect in the background: the agent starts even when the broker is down, and keeps retrying."""
@@ -212,6 +220,7 @@ class MqttPublisher:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
             reason = str(reason_code)
+            self.last_error = f"refused: {reason}"
             if reason != self._last_refusal:
                 log.warning("broker %s refused the connection: %s (retrying)", self.address, reason)
                 self._last_refusal = reason
@@ -226,11 +235,15 @@ class MqttPublisher:
             self.connected = True
             self._cond.notify_all()
 
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        self.last_error = f"cannot reach {self.address.host}:{self.address.port} (retrying)"
+
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         with self._cond:
             was = self.connected
             self.connected = False
         if was and not self._closing:
+            self.last_error = f"connection lost: {reason_code}"
             log.warning("lost the broker %s (%s); queueing results and reconnecting", self.address, reason_code)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:

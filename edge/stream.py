@@ -40,6 +40,8 @@ class WindowResult:
     speech: bool  # passed the gate
     level_dbfs: float  # RMS level of the window
     probabilities: np.ndarray | None  # None for gated windows: silence is not classified
+    floor_dbfs: float = -120.0  # the tracked noise floor under the window
+    threshold_dbfs: float = -120.0  # a frame above this counted as active
 
 
 class FrameLevels:
@@ -79,17 +81,18 @@ class FrameLevels:
         return self._levels[lo : max(lo, end)], self._levels[max(0, end - history) : max(0, end)]
 
 
-def gate_window(levels: np.ndarray, history: np.ndarray, g: GateSettings) -> tuple[bool, float]:
-    """(speech?, window level dBFS) from the window's block levels and the recent history."""
-    if levels.size == 0:
-        return False, -120.0
-    level = float(10 * np.log10(np.mean(10 ** (levels / 10)) + _EPS))
-    if not g.enabled:
-        return True, level
+def gate_window(levels: np.ndarray, history: np.ndarray, g: GateSettings) -> tuple[bool, float, float, float]:
+    """(speech?, window level, noise floor, activity threshold), levels in dBFS, from the window's block
+    levels and the recent history."""
     floor = float(np.percentile(history, g.floor_percentile)) if history.size else g.floor_dbfs
     threshold = max(g.floor_dbfs, floor + g.snr_db)
+    if levels.size == 0:
+        return False, -120.0, floor, threshold
+    level = float(10 * np.log10(np.mean(10 ** (levels / 10)) + _EPS))
+    if not g.enabled:
+        return True, level, floor, threshold
     active = float(np.mean(levels > threshold))
-    return level >= g.floor_dbfs and active >= g.active_fraction, level
+    return level >= g.floor_dbfs and active >= g.active_fraction, level, floor, threshold
 
 
 class StreamClassifier:
@@ -176,7 +179,7 @@ class StreamClassifier:
 
     def _classify(self, window: np.ndarray, start: int) -> WindowResult:
         levels, history = self._levels.window(start, self.T, self._history_blocks)
-        speech, level = gate_window(levels, history, self.gate)
+        speech, level, floor, threshold = gate_window(levels, history, self.gate)
         probs = None
         if speech:
             t0 = time.perf_counter()
@@ -189,6 +192,8 @@ class StreamClassifier:
             speech=speech,
             level_dbfs=round(level, 1),
             probabilities=probs,
+            floor_dbfs=round(floor, 1),
+            threshold_dbfs=round(threshold, 1),
         )
         self._seq += 1
         self.windows += 1

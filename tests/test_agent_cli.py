@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -234,11 +235,14 @@ def test_default_device_id_is_the_cleaned_host_name():
 
 def test_demo_with_its_embedded_broker():
     pytest.importorskip("amqtt", reason="the 'demo' extra (amqtt) is not installed")
-    proc = run_cli("demo", timeout=180)
+    proc = run_cli("demo", "--pace", "fast", "--http", "0", timeout=180)
     out = proc.stdout.decode()
     assert proc.returncode == 0, proc.stderr.decode()
     assert "serkit/demo/availability  online" in out and "serkit/demo/emotion  {" in out
     assert out.count("wav:") == len(list(SAMPLES.glob("*.wav")))
+    # It says plainly what the clips are, and where the live page is.
+    assert "synthetic espeak-ng voices with no acted emotion" in out and "not how accurate" in out
+    assert re.search(r"^serkit: live page on http://127\.0\.0\.1:\d+/$", proc.stderr.decode(), re.M)
 
 
 class _UnpluggablePortAudio:

@@ -308,7 +308,7 @@ def test_tls_with_a_throwaway_ca(tmp_path):
 
 
 def test_demo_against_a_given_broker(broker):
-    proc = run_cli("demo", "--broker", broker.url, timeout=120)
+    proc = run_cli("demo", "--broker", broker.url, "--pace", "fast", "--http", "", timeout=120)
     out = proc.stdout.decode()
     assert proc.returncode == 0, proc.stderr.decode()
     assert "homeassistant/sensor/demo/emotion/config" in out

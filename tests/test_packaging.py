@@ -63,7 +63,7 @@ def test_the_wheel_installs_one_import_name_serkit(edge_install):
     top = {p.split("/")[0] for p in paths if not p.startswith("..")}
     assert {t for t in top if not t.endswith(".dist-info")} == {"serkit"}, sorted(top)
     # The stages and their data are inside it.
-    for part in ("serkit/edge/agent.py", "serkit/trainer/train.py", "serkit/convert/parity.py", "serkit/cli.py",
+    for part in ("serkit/edge/agent.py", "serkit/edge/dashboard.html", "serkit/trainer/train.py", "serkit/convert/parity.py", "serkit/cli.py",
                  "serkit/deploy/install.sh", "serkit/deploy/constraints/edge-armv7l.txt",
                  "serkit/models/serkit-ravdess8-int8.tflite", "serkit/edge/samples/01-angry-espeak.wav",
                  "serkit/firmware_configs/boards/pi4.toml", "serkit/firmware_configs/systemd/serkit.service"):  # fmt: skip
