@@ -58,6 +58,23 @@ class Counters:
     states: int = 0
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """How a run's states fared: produced, delivered, dropped by the queue bound, left undelivered at exit."""
+
+    produced: int
+    delivered: int
+    dropped: int
+    undelivered: int
+
+    @property
+    def lost(self) -> int:
+        return self.dropped + self.undelivered
+
+    def describe(self) -> str:
+        return f"{self.lost} of {self.produced} states were not delivered ({self.dropped} dropped by the queue bound)"
+
+
 class Agent:
     def __init__(
         self, config: AgentConfig, model: TFLiteModel, source: Any, publisher: Any, feed: LiveFeed | None = None
@@ -90,11 +107,15 @@ class Agent:
             ),
         )
         self.counters = Counters()
+        # A file read at full speed outruns any broker: it waits for room in the queue rather than drop
+        # states (while connected). A live source cannot wait: the oldest states go, counted.
+        self._backpressure = getattr(source, "pace", "") == "fast"
         self.audio_s = 0.0
         self._started = time.monotonic()
 
-    def run(self, stop: threading.Event) -> int:
-        """Until the source ends or `stop` is set; returns the number of results not delivered."""
+    def run(self, stop: threading.Event, abort: threading.Event | None = None) -> Delivery:
+        """Until the source ends or `stop` is set; then the queue is given flush_timeout_s to drain, or
+        until `abort` is set."""
         self.publisher.start()
         log.info("listening: %s, model %s (%s)", self.source.describe(), self.model.path.name, self.model.backend)
         done = threading.Event()
@@ -119,14 +140,16 @@ class Agent:
             done.set()
             if ticker:
                 ticker.join()
-        if self.config.stats_interval_s:
+        undelivered = self.publisher.drain(self.config.flush_timeout_s, abort)
+        if self.config.stats_interval_s:  # the final figures, after the queue has had its chance
             self.publisher.stats(self.stats())
-        undelivered = self.publisher.close(self.config.flush_timeout_s)
+        self.publisher.close(0)
+        delivery = Delivery(self.counters.states, self.publisher.delivered, self.publisher.dropped, undelivered)
         if undelivered:
             log.error(
-                "%d results could not be delivered within flush_timeout_s=%s", undelivered, self.config.flush_timeout_s
+                "%d states could not be delivered within flush_timeout_s=%s", undelivered, self.config.flush_timeout_s
             )
-        return undelivered
+        return delivery
 
     def _handle(self, w: Any) -> None:
         self.counters.windows += 1
@@ -145,11 +168,31 @@ class Agent:
         if state is not None:
             self.counters.states += 1
             payload = state_payload(state, self.device, self.spec.window_s, now)
-            self.publisher.state(payload)
+            self.publisher.state(payload, wait_for_room=self._backpressure)
             if self.feed:
                 self.feed.state(payload)
             if state.changed:
                 log.info("%s (%.0f%%) at %.1f s", state.emotion, 100 * state.confidence, state.start_s)
+
+    def check_ending(self) -> None:
+        """After a source that ended by itself: refuse audio too short to mean anything, and say why
+        there was no state when there was none."""
+        hop_s = self.classifier.hop * self.spec.features.winstep
+        if self.audio_s < hop_s:
+            raise SerkitError(
+                f"{self.source.describe()}: only {self.audio_s:.3f} s of audio, too short to classify "
+                f"(at least {hop_s:g} s)"
+            )
+        if self.counters.states == 0:
+            c = self.counters
+            why = (
+                "none passed the speech gate (too quiet, or --gate-dbfs too high)"
+                if not c.speech_windows
+                else f"none reached the confidence a state needs ({self.decider.s.min_confidence:.2f})"
+            )
+            log.warning(
+                "the audio ended with no state: %d windows, %d with speech; %s", c.windows, c.speech_windows, why
+            )
 
     def live_tick(self) -> None:
         """The live page's periodic update: stats and the broker connection (from the page's own timer)."""
@@ -168,6 +211,7 @@ class Agent:
             "windows_per_s": round(self.counters.windows / max(uptime, 1e-9), 3),
             "speech_windows": self.counters.speech_windows,
             "states": self.counters.states,
+            "produced": self.counters.states,
             "feature_ms": round(self.classifier.feature_ms / n, 3),
             "inference_ms": round(self.classifier.inference_ms / speech, 3),
             "queue_depth": self.publisher.queue_depth,

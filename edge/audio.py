@@ -58,6 +58,8 @@ def read_wav_info(path: str | os.PathLike[str]) -> tuple[WavInfo, bytes]:
     p = Path(path)
     if p.is_dir():
         raise _fail(p, "is a directory, expected a WAV file")
+    if p.exists() and not p.is_file():  # a FIFO or a device would block or never end
+        raise _fail(p, "is not a regular file (a FIFO, device or socket), expected a WAV file")
     try:
         raw = p.read_bytes()
     except FileNotFoundError:

@@ -31,9 +31,16 @@ def setup_logging(level: str) -> None:
     root.propagate = False
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+def _stop_on_signals(stop: threading.Event, abort: threading.Event | None = None) -> None:
+    """SIGINT/SIGTERM: the first stops listening (and the queue drains), a second ends that wait too."""
+
     def handler(signum: int, frame: Any) -> None:
-        log.info("%s: stopping", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if stop.is_set() and abort is not None:
+            log.warning("%s again: not waiting for the queue to drain", name)
+            abort.set()
+            return
+        log.info("%s: stopping", name)
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -75,22 +82,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         config.mic_chunk_s,
         config.watchdog_s,
     )
-    stop = threading.Event()
-    _stop_on_signals(stop)
+    stop, abort = threading.Event(), threading.Event()
+    _stop_on_signals(stop, abort)
     agent = Agent(config, model, source, publisher, dashboard.feed if dashboard else None)
-    undelivered = _run_agent(agent, stop, dashboard)
-    if undelivered and not stop.is_set():
-        raise SerkitError(f"{undelivered} results were not delivered: broker {config.broker} unreachable")
+    delivery = _run_agent(agent, stop, abort, dashboard)
+    if not stop.is_set():  # the source ended by itself: its audio and every state it gave are accounted for
+        agent.check_ending()
+        if delivery.lost:
+            raise SerkitError(f"{delivery.describe()}; broker {publisher.status()['broker']}")
+    if delivery.lost:
+        log.warning("%s", delivery.describe())
     return 0
 
 
-def _run_agent(agent: Any, stop: threading.Event, dashboard: Any = None) -> int:
+def _run_agent(agent: Any, stop: threading.Event, abort: threading.Event, dashboard: Any = None) -> Any:
     """The agent until its source ends or `stop` is set, with its live page served meanwhile, if any."""
     if dashboard is None:
-        return agent.run(stop)
+        return agent.run(stop, abort)
     dashboard.start(agent.live_tick)
     try:
-        return agent.run(stop)
+        return agent.run(stop, abort)
     finally:
         dashboard.close()
 
@@ -237,19 +248,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
             agent = Agent(
                 config, model, source, make_publisher(config, model.spec, model.name), dashboard and dashboard.feed
             )
-            stop = threading.Event()
+            stop, abort = threading.Event(), threading.Event()
             if not from_clips:
-                _stop_on_signals(stop)
+                _stop_on_signals(stop, abort)
                 print("== listening until Ctrl-C")
-            undelivered = _run_agent(agent, stop, dashboard)
+            delivery = _run_agent(agent, stop, abort, dashboard)
             time.sleep(0.5)  # the last messages' way back to the viewer
     finally:
         if stop_broker:
             stop_broker()
     if from_clips:
         _print_per_clip(viewer.states(), spans)
-    if undelivered:
-        raise SerkitError(f"{undelivered} results were not delivered to {broker}")
+    if delivery.lost:
+        raise SerkitError(f"{delivery.describe()} to {broker}")
     return 0
 
 

@@ -21,6 +21,7 @@ from serkit.edge.errors import SerkitError
 from serkit.edge.publisher import Credentials, parse_broker
 from serkit.edge.sources import parse_source
 
+DAY_S = 86400.0  # the longest any duration may be: timers beyond it overflow the platform's wait
 ENV_PREFIX = "SERKIT_"  # SERKIT_PASSWORD, SERKIT_USERNAME, SERKIT_BROKER, ...
 MASK = "********"
 
@@ -47,7 +48,9 @@ class AgentConfig:
         "realtime", "file source: realtime, or fast (as fast as the CPU allows)", choices=("realtime", "fast")
     )
     mic_chunk_s: float = _opt(0.1, "microphone read size in seconds", lo=0.01, hi=1.0)
-    watchdog_s: float = _opt(10.0, "warn when the microphone delivers only zeros for this long (0 = off)", lo=0)
+    watchdog_s: float = _opt(
+        10.0, "warn when the microphone delivers only zeros for this long (0 = off)", lo=0, hi=DAY_S
+    )
     # Model
     model: str = _opt("", "the .tflite model (its .json spec beside it); empty = the shipped default")
     threads: int = _opt(1, "interpreter threads", lo=1, hi=16)
@@ -70,7 +73,7 @@ class AgentConfig:
     hysteresis: float = _opt(0.1, "a new emotion must beat the current one by this much", lo=0, hi=1)
     hold: int = _opt(2, "windows in a row a new emotion must lead before it is published", lo=1, hi=100)
     state_interval_s: float = _opt(
-        5.0, "while speech goes on, re-publish an unchanged state this often (0 = every window)", lo=0
+        5.0, "while speech goes on, re-publish an unchanged state this often (0 = every window)", lo=0, hi=DAY_S
     )
     raw: bool = _opt(False, "also publish every window's unsmoothed result on <prefix>/<device>/raw")
     # MQTT
@@ -89,9 +92,9 @@ class AgentConfig:
     queue_size: int = _opt(
         1000, "results kept while the broker is unreachable (then the oldest are dropped)", lo=1, hi=10_000_000
     )
-    stats_interval_s: float = _opt(60.0, "publish stats this often (0 = never)", lo=0)
+    stats_interval_s: float = _opt(60.0, "publish stats this often (0 = never)", lo=0, hi=DAY_S)
     keepalive_s: int = _opt(30, "MQTT keepalive", lo=5, hi=3600)
-    flush_timeout_s: float = _opt(5.0, "on exit, wait this long for queued results to be delivered", lo=0)
+    flush_timeout_s: float = _opt(5.0, "on exit, wait this long for queued results to be delivered", lo=0, hi=DAY_S)
     # Live page
     http: str = _opt(
         "", "serve the live page and its JSON API on [HOST:]PORT (127.0.0.1 when only a port is given; empty = off)"
@@ -133,13 +136,16 @@ def toml_value(v: Any) -> str:
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def coerce(key: str, value: Any, where: str) -> Any:
-    """Check one key's value (from TOML, environment or a flag); a clear error names the key."""
+def coerce(key: str, value: Any, where: str, typed: bool = False) -> Any:
+    """Check one key's value (from TOML, environment or a flag); a clear error names the key.
+
+    Text from the environment or a flag is parsed ("true", "5"); a TOML file has types of its own
+    (`typed`), so raw = "yes" there is a string where a boolean belongs, and refused."""
     f = KEYS.get(key)
     if f is None:
         raise SerkitError(f"{where}: unknown key '{key}' (known keys: serkit run --print-config)")
     kind, meta = f.type, f.metadata
-    if isinstance(value, str) and kind != "str":
+    if isinstance(value, str) and kind != "str" and not typed:
         value = _parse_text(key, value, kind, where)
     if kind == "bool":
         if not isinstance(value, bool):
@@ -190,7 +196,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     for key, value in data.items():
         if isinstance(value, dict):
             raise SerkitError(f"{p}: [{key}] tables are not used; write plain 'key = value' lines")
-    return {k: coerce(k, v, str(p)) for k, v in data.items()}
+    return {k: coerce(k, v, str(p), typed=True) for k, v in data.items()}
 
 
 def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -218,10 +224,12 @@ def build_config(
     parse_broker(config.broker)
     parse_source(config.source)
     parse_http(config.http)
-    if config.device_id and clean_id(config.device_id) != config.device_id:
+    if config.device_id and not re.fullmatch(r"[a-zA-Z0-9_-]+", config.device_id):
         raise SerkitError(f"'device_id' may only contain letters, digits, _ and -, got {config.device_id!r}")
     for key in ("topic_prefix", "discovery_prefix"):
         value = getattr(config, key)
         if not value or any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
             raise SerkitError(f"'{key}' must be a topic level without wildcards or leading/trailing '/', got {value!r}")
+        if value.startswith("$"):  # $SYS/..., $share/...: the broker's own namespaces, where publishing is denied
+            raise SerkitError(f"'{key}' may not start with '$' (the broker's own topics), got {value!r}")
     return config

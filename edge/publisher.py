@@ -43,15 +43,24 @@ def parse_broker(url: str) -> BrokerAddress | None:
     """mqtt://HOST[:PORT] or mqtts://HOST[:PORT]; 'none' means no broker (results go to stdout)."""
     if url.strip().lower() == "none":
         return None
-    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    shape = "'broker' must look like mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (or none)"
     try:
+        parts = urlsplit(url if "://" in url else f"mqtt://{url}")
         port = parts.port
-    except ValueError:
-        port = -1
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or port == -1 or parts.path not in ("", "/"):
-        raise SerkitError(f"'broker' must look like mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (or none), got {url!r}")
+        host = parts.hostname
+    except ValueError:  # an unclosed [ of an IPv6 address, a port that is not a number
+        raise SerkitError(f"{shape}, got {url!r}") from None
+    if parts.username is not None or parts.password is not None:  # never echoed: it may hold a password
+        raise SerkitError(
+            "'broker': credentials in the URL are not used; give the user as 'username' and the password in "
+            "SERKIT_PASSWORD (or 'password')"
+        )
+    if parts.scheme not in ("mqtt", "mqtts") or not host or parts.path not in ("", "/"):
+        raise SerkitError(f"{shape}, got {url!r}")
+    if port == 0:
+        raise SerkitError(f"'broker': port 0 is not a port to connect to (1 to 65535), got {url!r}")
     tls = parts.scheme == "mqtts"
-    return BrokerAddress(parts.hostname, port or (8883 if tls else 1883), tls)
+    return BrokerAddress(host, port or (8883 if tls else 1883), tls)
 
 
 class StdoutPublisher:
@@ -71,7 +80,7 @@ class StdoutPublisher:
     def status(self) -> dict[str, Any]:
         return {"broker": "none", "connected": False, "last_error": ""}
 
-    def state(self, payload: dict[str, Any]) -> None:
+    def state(self, payload: dict[str, Any], wait_for_room: bool = False) -> None:
         self._line({"topic": "emotion", **payload})
         self.delivered += 1
 
@@ -81,7 +90,10 @@ class StdoutPublisher:
     def stats(self, payload: dict[str, Any]) -> None:
         self._line({"topic": "stats", **payload})
 
-    def close(self, timeout: float) -> int:
+    def drain(self, timeout: float, abort: threading.Event | None = None) -> int:
+        return 0
+
+    def close(self, timeout: float, abort: threading.Event | None = None) -> int:
         return 0
 
     def _line(self, payload: dict[str, Any]) -> None:
@@ -178,8 +190,11 @@ class MqttPublisher:
         self.client.loop_start()
         self._sender.start()
 
-    def state(self, payload: dict[str, Any]) -> None:
+    def state(self, payload: dict[str, Any], wait_for_room: bool = False) -> None:
+        """Queue a state; when the queue is full, wait for room (if asked, and while connected) or drop the oldest."""
         with self._cond:
+            while wait_for_room and self.connected and not self._closing and len(self._queue) >= self.queue_size:
+                self._cond.wait(0.5)
             if len(self._queue) >= self.queue_size:
                 self._queue.popleft()
                 self.dropped += 1
@@ -196,14 +211,20 @@ class MqttPublisher:
         if self.connected:
             self.client.publish(self.topics.stats, json.dumps(payload), qos=0)
 
-    def close(self, timeout: float) -> int:
-        """Wait up to `timeout` s for queued results, announce offline, disconnect; returns results not delivered."""
+    def drain(self, timeout: float, abort: threading.Event | None = None) -> int:
+        """Wait up to `timeout` s (or until `abort` is set) for the queued results; returns those left."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while (self._queue or self._inflight) and time.monotonic() < deadline:
+            while (self._queue or self._inflight) and time.monotonic() < deadline and not (abort and abort.is_set()):
                 self._cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            return len(self._queue) + len(self._inflight)
+
+    def close(self, timeout: float, abort: threading.Event | None = None) -> int:
+        """Drain (see drain), announce offline, disconnect; returns the results not delivered."""
+        deadline = time.monotonic() + timeout
+        undelivered = self.drain(timeout, abort)
+        with self._cond:
             self._closing = True
-            undelivered = len(self._queue) + len(self._inflight)
             self._cond.notify_all()
         if self.connected:
             info = self.client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)

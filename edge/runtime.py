@@ -69,12 +69,14 @@ class TFLiteModel:
         if len(inp) != 1 or len(out) != 1:
             raise SerkitError(f"{self.path}: expected one input and one output tensor")
         self._in, self._out = inp[0], out[0]
-        want = (spec.frames_per_window, spec.features.num_features)
-        if tuple(self._in["shape"][1:]) != want:
-            raise SerkitError(f"{self.path}: input shape {tuple(self._in['shape'])} does not match the spec's {want}")
-        if int(self._out["shape"][-1]) != len(spec.labels):
+        want = (1, spec.frames_per_window, spec.features.num_features)
+        shape_in, shape_out = (tuple(int(d) for d in t["shape"]) for t in (self._in, self._out))
+        if shape_in != want:
+            raise SerkitError(f"{self.path}: input shape {shape_in} does not match the spec's {want}")
+        if shape_out != (1, len(spec.labels)):
             raise SerkitError(
-                f"{self.path}: {self._out['shape'][-1]} outputs but the spec has {len(spec.labels)} labels"
+                f"{self.path}: output shape {shape_out}, but the spec's {len(spec.labels)} labels need "
+                f"{(1, len(spec.labels))}"
             )
         self.input_dtype = self._in["dtype"]
         self._in_scale, self._in_zp = self._in["quantization"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import select
 import sys
 import threading
 import time
@@ -27,6 +29,7 @@ from serkit.edge.resample import StreamResampler
 log = logging.getLogger("serkit")
 
 CANDIDATE_RATES = (16000, 48000, 44100, 32000, 22050, 8000)
+STOP_POLL_S = 0.2  # how often a source blocked on input looks at the stop flag
 
 
 @dataclass(frozen=True)
@@ -94,12 +97,9 @@ class PcmStreamSource:
         return f"raw S16_LE PCM on stdin at {self.in_rate} Hz"
 
     def chunks(self, stop: threading.Event) -> Iterator[np.ndarray]:
-        odd = b""
-        read = getattr(self.stream, "read1", self.stream.read)  # whatever has arrived, without waiting for a full chunk
-        while not stop.is_set():
-            data = read(self.chunk_bytes)
-            if not data:
-                break
+        odd, received = b"", 0
+        while (data := self._read(stop)) is not None:
+            received += len(data)
             data = odd + data
             cut = len(data) - len(data) % 2
             data, odd = data[:cut], data[cut:]
@@ -107,9 +107,34 @@ class PcmStreamSource:
                 out = self.resampler.push(pcm16_to_float(data))
                 if out.size:
                     yield out
+        if stop.is_set():
+            return
         tail = self.resampler.flush()
         if tail.size:
             yield tail
+        if not received:
+            raise SerkitError("stdin: no audio arrived (expected raw S16_LE mono PCM)")
+        if odd:
+            raise SerkitError(
+                f"stdin: the stream ended with an odd byte after {received - 1} bytes (half a 16-bit sample): "
+                "not S16_LE PCM, or cut short"
+            )
+
+    def _read(self, stop: threading.Event) -> bytes | None:
+        """The bytes that have arrived (up to a chunk), or None at the end or once `stop` is set.
+
+        A descriptor is polled, so a signal stops the agent within STOP_POLL_S even when no data comes.
+        """
+        try:
+            fd = self.stream.fileno()
+        except (AttributeError, OSError, ValueError):  # an in-memory stream: it never waits
+            data = getattr(self.stream, "read1", self.stream.read)(self.chunk_bytes)
+            return data or None
+        while not stop.is_set():
+            ready, _, _ = select.select([fd], [], [], STOP_POLL_S)
+            if ready:
+                return os.read(fd, self.chunk_bytes) or None
+        return None
 
 
 # -- microphone ---------------------------------------------------------------------------------------
