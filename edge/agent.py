@@ -103,6 +103,7 @@ class Agent:
                 hysteresis=config.hysteresis,
                 hold=config.hold,
                 on_silence=config.on_silence,
+                silence_after_s=config.silence_after_s,
                 state_interval_s=config.state_interval_s,
             ),
         )
@@ -117,7 +118,7 @@ class Agent:
         """Until the source ends or `stop` is set; then the queue is given flush_timeout_s to drain, or
         until `abort` is set."""
         self.publisher.start()
-        log.info("listening: %s, model %s (%s)", self.source.describe(), self.model.path.name, self.model.backend)
+        log.info("%s", self.start_line())
         done = threading.Event()
         ticker = None
         if self.config.stats_interval_s:
@@ -144,12 +145,7 @@ class Agent:
         if self.config.stats_interval_s:  # the final figures, after the queue has had its chance
             self.publisher.stats(self.stats())
         self.publisher.close(0)
-        delivery = Delivery(self.counters.states, self.publisher.delivered, self.publisher.dropped, undelivered)
-        if undelivered:
-            log.error(
-                "%d states could not be delivered within flush_timeout_s=%s", undelivered, self.config.flush_timeout_s
-            )
-        return delivery
+        return Delivery(self.counters.states, self.publisher.delivered, self.publisher.dropped, undelivered)
 
     def _handle(self, w: Any) -> None:
         self.counters.windows += 1
@@ -172,17 +168,32 @@ class Agent:
             if self.feed:
                 self.feed.state(payload)
             if state.changed:
-                log.info("%s (%.0f%%) at %.1f s", state.emotion, 100 * state.confidence, state.start_s)
+                line = f"{self.device}: {state.emotion} {100 * state.confidence:.0f}%"
+                log.info("%s", line)
+                if self.config.quiet and self.publisher.status()["broker"] != "none":
+                    print(line, flush=True)  # --quiet: the state changes alone, on stdout
+
+    def start_line(self) -> str:
+        c = self.config
+        status = self.publisher.status()
+        broker = "none (states on stdout)" if status["broker"] == "none" else status["broker"]
+        discovery = f"discovery {'on' if c.discovery else 'off'}" if status["broker"] != "none" else "no discovery"
+        return (
+            f"listening: model {self.model.name} ({self.model.backend}), source {self.source.describe()} at "
+            f"{self.spec.features.sample_rate} Hz, broker {broker}, device {self.device}, {discovery}"
+        )
+
+    def check_length(self, seconds: float) -> None:
+        """Refuse audio too short to mean anything: less than one hop."""
+        hop_s = self.classifier.hop * self.spec.features.winstep
+        if seconds < hop_s:
+            raise SerkitError(
+                f"{self.source.describe()}: only {seconds:.3f} s of audio, too short to classify (at least {hop_s:g} s)"
+            )
 
     def check_ending(self) -> None:
-        """After a source that ended by itself: refuse audio too short to mean anything, and say why
-        there was no state when there was none."""
-        hop_s = self.classifier.hop * self.spec.features.winstep
-        if self.audio_s < hop_s:
-            raise SerkitError(
-                f"{self.source.describe()}: only {self.audio_s:.3f} s of audio, too short to classify "
-                f"(at least {hop_s:g} s)"
-            )
+        """After a source that ended by itself: its length, and why there was no state when there was none."""
+        self.check_length(self.audio_s)
         if self.counters.states == 0:
             c = self.counters
             why = (

@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(config.to_toml())
         return 0
-    setup_logging(config.log_level)
+    setup_logging("error" if config.quiet else config.log_level)
     model = load_model(config.model, config.threads)  # before any audio is opened
     publisher = make_publisher(config, model.spec, model.name)
     dashboard = make_dashboard(config, model)
@@ -85,11 +85,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop, abort = threading.Event(), threading.Event()
     _stop_on_signals(stop, abort)
     agent = Agent(config, model, source, publisher, dashboard.feed if dashboard else None)
+    if hasattr(source, "signal"):  # a file: its length is known before it starts
+        agent.check_length(len(source.signal) / source.rate)
     delivery = _run_agent(agent, stop, abort, dashboard)
     if not stop.is_set():  # the source ended by itself: its audio and every state it gave are accounted for
         agent.check_ending()
         if delivery.lost:
-            raise SerkitError(f"{delivery.describe()}; broker {publisher.status()['broker']}")
+            status = publisher.status()
+            why = f": {status['last_error']}" if status["last_error"] else ""
+            raise SerkitError(f"{delivery.describe()}; broker {status['broker']}{why}")
     if delivery.lost:
         log.warning("%s", delivery.describe())
     return 0

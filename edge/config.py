@@ -63,6 +63,9 @@ class AgentConfig:
     on_silence: str = _opt(
         "nothing", "what to publish for silence: nothing, or silence", choices=("nothing", "silence")
     )
+    silence_after_s: float = _opt(
+        5.0, "with on_silence = silence: publish it once no speech was heard for this long", lo=0, hi=DAY_S
+    )
     # Decision
     smoothing: float = _opt(
         0.5, "weight of the newest window in the moving average of probabilities (1 = none)", lo=0.01, hi=1
@@ -101,7 +104,12 @@ class AgentConfig:
     )
     http_token: str = _opt("", "require this token for the page (Bearer header or ?token=)", secret=True)
     # Logging
-    log_level: str = _opt("warning", "stderr log level", choices=("debug", "info", "warning", "error"))
+    log_level: str = _opt(
+        "info",
+        "stderr log level: info says what the agent does (start, connections, state changes)",
+        choices=("debug", "info", "warning", "error"),
+    )
+    quiet: bool = _opt(False, "only the state changes, on stdout ('hall: happy 72%'); errors still on stderr")
 
     def effective_device_id(self) -> str:
         return self.device_id or default_device_id()

@@ -23,6 +23,7 @@ class DecisionSettings:
     hysteresis: float = 0.1
     hold: int = 2
     on_silence: str = "nothing"  # or "silence"
+    silence_after_s: float = 5.0  # "silence" only once no window has held speech for this long (no flapping)
     state_interval_s: float = 5.0  # re-publish an unchanged state this often, in stream time (0 = every window)
 
 
@@ -48,10 +49,12 @@ class Decider:
         self._candidate: int | None = None
         self._lead = 0
         self._last_published_s = -np.inf
+        self._quiet_since: float | None = None  # end of the first silent window of the current pause
 
     def update(self, w: WindowResult) -> State | None:
         if not w.speech or w.probabilities is None:
             return self._silence(w)
+        self._quiet_since = None
         p = w.probabilities.astype(np.float64)
         a = self.s.smoothing
         self._avg = p if self._avg is None else a * p + (1 - a) * self._avg
@@ -90,6 +93,11 @@ class Decider:
         # Each stretch of speech is judged on its own: the average starts again after silence.
         self._avg, self._candidate, self._lead = None, None, 0
         if self.s.on_silence != SILENCE:
+            return None
+        if self._quiet_since is None:
+            self._quiet_since = w.end_s
+        # A pause between two phrases is not silence: the state stays until the quiet has lasted.
+        if self._state not in (None, SILENCE) and w.end_s - self._quiet_since < self.s.silence_after_s - 1e-9:
             return None
         changed = self._state != SILENCE
         due = w.end_s - self._last_published_s >= self.s.state_interval_s - 1e-9

@@ -1,11 +1,11 @@
 """Topics and payloads: pure builders, no connection (the contract test freezes them).
 
-    <prefix>/<device>/emotion        state JSON, QoS 1
+    <prefix>/<device>/emotion        state JSON, QoS 1, retained (a restarted Home Assistant shows the last one)
     <prefix>/<device>/availability   online / offline, retained; offline is the last will
     <prefix>/<device>/raw            every window's unsmoothed result (when enabled)
     <prefix>/<device>/stats          counters and timings, every stats_interval_s
-    <discovery>/sensor/<device>/emotion/config, .../confidence/config,
-    <discovery>/binary_sensor/<device>/connectivity/config   Home Assistant discovery, retained
+    <discovery>/sensor/serkit_<device>/emotion/config, .../confidence/config,
+    <discovery>/binary_sensor/serkit_<device>/connectivity/config   Home Assistant discovery, retained
 
 Nothing here carries audio or features: only labels, probabilities and counters leave the device.
 """
@@ -64,7 +64,7 @@ class Topics:
         return self.discovery("+", "+")
 
     def discovery(self, component: str, object_id: str) -> str:
-        return f"{self.discovery_prefix}/{component}/{self.device}/{object_id}/config"
+        return f"{self.discovery_prefix}/{component}/{node_id(self.device)}/{object_id}/config"
 
 
 def iso_now() -> str:
@@ -106,9 +106,14 @@ def raw_payload(
     }
 
 
+def node_id(device: str) -> str:
+    """The discovery node: serkit_<device>, so another publisher's "hall" cannot collide with ours."""
+    return f"serkit_{device}"
+
+
 def device_block(device: str, model_name: str) -> dict[str, Any]:
     return {
-        "identifiers": [f"serkit_{device}"],
+        "identifiers": [node_id(device)],
         "name": f"serkit {device}",
         "manufacturer": "serkit",
         "model": f"speech emotion ({model_name})",
@@ -116,21 +121,27 @@ def device_block(device: str, model_name: str) -> dict[str, Any]:
     }
 
 
+def _entity(device: str, component: str, key: str) -> dict[str, str]:
+    """Names and ids, the same on every Home Assistant version: default_entity_id from 2025.10, object_id
+    before it (removed in 2026.4; each version ignores the key it does not know). Friendly names read
+    "serkit <device> <key>", all lower case."""
+    ident = f"{node_id(device)}_{key}"
+    return {"name": key, "unique_id": ident, "object_id": ident, "default_entity_id": f"{component}.{ident}"}
+
+
 def discovery_messages(topics: Topics, labels: tuple[str, ...], model_name: str) -> list[tuple[str, dict[str, Any]]]:
     """(topic, payload) for the emotion sensor, the confidence sensor and the connectivity binary sensor."""
     d = topics.device
-    common = {
+    shared = {"device": device_block(d, model_name), "origin": {"name": "serkit", "sw_version": __version__}}
+    available = {
         "availability_topic": topics.availability,
         "payload_available": ONLINE,
         "payload_not_available": OFFLINE,
-        "device": device_block(d, model_name),
-        "origin": {"name": "serkit", "sw_version": __version__},
     }
     emotion = {
-        **common,
-        "name": "Emotion",
-        "unique_id": f"serkit_{d}_emotion",
-        "default_entity_id": f"sensor.serkit_{d}_emotion",
+        **shared,
+        **available,
+        **_entity(d, "sensor", "emotion"),
         "state_topic": topics.emotion,
         "value_template": "{{ value_json.emotion }}",
         "json_attributes_topic": topics.emotion,
@@ -140,21 +151,21 @@ def discovery_messages(topics: Topics, labels: tuple[str, ...], model_name: str)
         "icon": "mdi:emoticon-outline",
     }
     confidence = {
-        **common,
-        "name": "Emotion confidence",
-        "unique_id": f"serkit_{d}_confidence",
-        "default_entity_id": f"sensor.serkit_{d}_confidence",
+        **shared,
+        **available,
+        **_entity(d, "sensor", "confidence"),
         "state_topic": topics.emotion,
-        "value_template": "{{ (value_json.confidence * 100) | round(1) }}",
+        # Silence has no confidence: "None" makes the state unknown, which long-term statistics skip.
+        "value_template": f"{{{{ 'None' if value_json.emotion == '{SILENCE}' else "
+        "(value_json.confidence * 100) | round(1) }}",
         "unit_of_measurement": "%",
         "state_class": "measurement",
         "icon": "mdi:gauge",
     }
+    # No availability topic of its own: it reads that topic as its state, so it can be off.
     connectivity = {
-        **common,
-        "name": "Connectivity",
-        "unique_id": f"serkit_{d}_connectivity",
-        "default_entity_id": f"binary_sensor.serkit_{d}_connectivity",
+        **shared,
+        **_entity(d, "binary_sensor", "connectivity"),
         "state_topic": topics.availability,
         "payload_on": ONLINE,
         "payload_off": OFFLINE,

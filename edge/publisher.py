@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 import sys
 import threading
@@ -61,6 +62,29 @@ def parse_broker(url: str) -> BrokerAddress | None:
         raise SerkitError(f"'broker': port 0 is not a port to connect to (1 to 65535), got {url!r}")
     tls = parts.scheme == "mqtts"
     return BrokerAddress(host, port or (8883 if tls else 1883), tls)
+
+
+def connection_problem(exc: OSError, address: BrokerAddress) -> str:
+    """Why a connection attempt failed, in words an operator can act on."""
+    where = f"{address.host}:{address.port}"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name {address.host!r} (DNS: {exc.strerror})"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused at {where}: is the broker running, and is the port right?"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS verification failed: {exc.verify_message} (ca_file names the CA that signed the broker)"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or exc}): is {where} a TLS port? (mqtt:// is plain, mqtts:// TLS)"
+    if isinstance(exc, TimeoutError):
+        return f"no answer from {where} (timed out): a firewall, or the wrong host?"
+    return f"{exc.strerror or exc} ({where})"
+
+
+def refusal_problem(reason: str) -> str:
+    """The broker's own refusal (CONNACK), in words."""
+    if reason.lower() in ("not authorized", "bad user name or password"):
+        return f"authentication failed ({reason}): check username and the password (SERKIT_PASSWORD)"
+    return f"the broker refused the connection ({reason})"
 
 
 class StdoutPublisher:
@@ -160,7 +184,6 @@ class MqttPublisher:
         # PUBACKs that beat the sender's bookkeeping (or belong to other messages), by arrival time.
         self._early_acks: dict[int, float] = {}
         self._closing = False
-        self._last_refusal: str | None = None
         self.last_error = ""  # the latest connection problem in words, for the live page
 
         client = make_client(address, client_id, credentials)
@@ -168,8 +191,13 @@ class MqttPublisher:
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_inflight_messages_set(MAX_INFLIGHT)
         client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
+        # paho's network loop retries by itself and hides why a connection failed: this instance's
+        # reconnect, which that loop calls, keeps the reason first.
+        connect = client.reconnect
+        client.reconnect = lambda: self._attempt(connect)
+        self._failures = 0
+        self._answered = False  # the broker answered (CONNACK) since the last TCP connection
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         self.client = client
@@ -239,15 +267,13 @@ class MqttPublisher:
 
     # -- paho callbacks (network thread) ------------------------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        self._answered = True
         if reason_code.is_failure:
-            reason = str(reason_code)
-            self.last_error = f"refused: {reason}"
-            if reason != self._last_refusal:
-                log.warning("broker %s refused the connection: %s (retrying)", self.address, reason)
-                self._last_refusal = reason
+            self._failed(refusal_problem(str(reason_code)))
             return
-        self._last_refusal = None
-        log.info("connected to %s", self.address)
+        after = f" after {self._failures} failed attempt(s)" if self._failures else ""
+        log.info("connected to %s%s", self.address, after)
+        self._failures = 0
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         if self.discovery is not None:
             client.subscribe(self.topics.ha_status, qos=1)
@@ -256,16 +282,39 @@ class MqttPublisher:
             self.connected = True
             self._cond.notify_all()
 
-    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        self.last_error = f"cannot reach {self.address.host}:{self.address.port} (retrying)"
+    def _attempt(self, connect: Any) -> Any:
+        self._answered = False
+        try:
+            return connect()
+        except OSError as exc:
+            self._failed(connection_problem(exc, self.address))
+            raise
+
+    def _failed(self, reason: str) -> None:
+        """Said once per distinct reason, so a broker away for hours is not a line every 30 s."""
+        self._failures += 1
+        if reason != self.last_error:
+            log.warning("cannot connect to %s: %s (retrying, every 1 to 30 s)", self.address, reason)
+        else:
+            log.debug("cannot connect to %s: %s (attempt %d)", self.address, reason, self._failures)
+        self.last_error = reason
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         with self._cond:
             was = self.connected
             self.connected = False
-        if was and not self._closing:
-            self.last_error = f"connection lost: {reason_code}"
-            log.warning("lost the broker %s (%s); queueing results and reconnecting", self.address, reason_code)
+        if self._closing:
+            return
+        if was:
+            self.last_error = "connection lost (the broker closed it, or the network dropped)"
+            log.warning("lost the broker %s: %s; queueing states and reconnecting", self.address, self.last_error)
+        elif not self._answered:  # TCP worked, then the broker hung up without a word
+            self._failed(
+                "the broker closed the connection without answering: a TLS port reached with mqtt://? "
+                "(use mqtts://HOST:PORT)"
+                if not self.address.tls
+                else "the broker closed the connection without answering"
+            )
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         # Called with paho's message lock held: only bookkeeping here, never client.publish().
@@ -299,7 +348,8 @@ class MqttPublisher:
                 if self._closing:
                     return
                 payload = self._queue.popleft()
-            info = self.client.publish(self.topics.emotion, json.dumps(payload), qos=1)
+            # Retained: a Home Assistant that restarts shows the last state instead of "unknown".
+            info = self.client.publish(self.topics.emotion, json.dumps(payload), qos=1, retain=True)
             with self._cond:
                 if info.rc not in (self._mqtt.MQTT_ERR_SUCCESS, self._mqtt.MQTT_ERR_NO_CONN):
                     self._queue.appendleft(payload)  # paho did not take it: try again later

@@ -215,17 +215,57 @@ def test_mqtt_contract_is_frozen():
     )
     msgs = dict(discovery_messages(t, ("happy", "sad"), "m"))
     assert sorted(msgs) == [
-        "homeassistant/binary_sensor/kitchen/connectivity/config",
-        "homeassistant/sensor/kitchen/confidence/config",
-        "homeassistant/sensor/kitchen/emotion/config",
+        "homeassistant/binary_sensor/serkit_kitchen/connectivity/config",
+        "homeassistant/sensor/serkit_kitchen/confidence/config",
+        "homeassistant/sensor/serkit_kitchen/emotion/config",
     ]
-    emo = msgs["homeassistant/sensor/kitchen/emotion/config"]
-    assert emo["unique_id"] == "serkit_kitchen_emotion" and emo["options"] == ["happy", "sad", "silence"]
-    assert emo["default_entity_id"] == "sensor.serkit_kitchen_emotion"
-    for m in msgs.values():
-        assert {"name", "unique_id", "state_topic", "availability_topic", "device", "origin"} <= set(m)
     # Audio never leaves the device: no payload key can carry samples or features.
     assert not any(k in json.dumps(msgs) for k in ("samples", "mfcc", 'features"'))
+
+
+GOLDEN = ROOT / "tests" / "golden"
+
+
+def _golden_payloads() -> dict[str, dict]:
+    """Every payload the agent publishes, built by the same pure functions the agent uses."""
+    t = Topics("serkit", "kitchen")
+    labels = ("neutral", "happy", "sad", "angry")
+    s = State("happy", 0.8, {"neutral": 0.1, "happy": 0.8, "sad": 0.05, "angry": 0.05}, 4, 2.0, 5.0, True)
+    silence = State("silence", 0.0, {}, 9, 4.5, 7.5, True)
+    out = {
+        "state.json": state_payload(s, "kitchen", 3.005, "2026-01-01T00:00:00.000Z"),
+        "state-silence.json": state_payload(silence, "kitchen", 3.005, "2026-01-01T00:00:05.000Z"),
+        "raw.json": raw_payload(1, 0.5, True, -20.0, {"neutral": 0.2, "happy": 0.8}, "kitchen", "2026-01-01T00:00:00Z"),
+    }
+    for topic, payload in discovery_messages(t, labels, "serkit-ravdess8-int8"):
+        out[f"discovery-{topic.split('/')[1]}-{topic.split('/')[3]}.json"] = {"topic": topic, **payload}
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(_golden_payloads()))
+def test_payloads_match_their_golden_files_byte_for_byte(name):
+    """The contract Home Assistant and automations depend on; SERKIT_UPDATE_GOLDEN=1 rewrites the files
+    (then read the diff: a change here is a change for every user's automations)."""
+    text = json.dumps(_golden_payloads()[name], indent=2, sort_keys=True) + "\n"
+    path = GOLDEN / name
+    if os.environ.get("SERKIT_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert path.read_text() == text
+
+
+def test_the_golden_discovery_says_what_home_assistant_needs():
+    emo = json.loads((GOLDEN / "discovery-sensor-emotion.json").read_text())
+    conf = json.loads((GOLDEN / "discovery-sensor-confidence.json").read_text())
+    conn = json.loads((GOLDEN / "discovery-binary_sensor-connectivity.json").read_text())
+    assert emo["options"] == ["neutral", "happy", "sad", "angry", "silence"]
+    # The same entity ids on old and new Home Assistant.
+    for payload, entity in ((emo, "sensor.serkit_kitchen_emotion"), (conf, "sensor.serkit_kitchen_confidence"),
+                            (conn, "binary_sensor.serkit_kitchen_connectivity")):  # fmt: skip
+        assert payload["default_entity_id"] == entity and payload["object_id"] == entity.split(".")[1]
+        assert payload["name"] == payload["name"].lower()
+    # Connectivity can be off: its availability is not its own state topic.
+    assert "availability_topic" not in conn and conn["state_topic"] == "serkit/kitchen/availability"
+    assert "'None' if value_json.emotion == 'silence'" in conf["value_template"]
 
 
 def test_default_device_id_is_the_cleaned_host_name():

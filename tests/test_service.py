@@ -131,8 +131,10 @@ def test_stdin_that_ends_oddly_or_empty_is_one_line():
         "not S16_LE PCM, or cut short"
     )
     empty = run_cli("run", "--source", "-", "--broker", "none", stdin=b"")
-    assert empty.returncode == 1
-    assert empty.stderr.decode().strip() == "serkit: error: stdin: no audio arrived (expected raw S16_LE mono PCM)"
+    assert empty.returncode == 1 and "Traceback" not in empty.stderr.decode()
+    # The start line comes first: a stream's end is only known once it has started.
+    last = empty.stderr.decode().strip().splitlines()[-1]
+    assert last == "serkit: error: stdin: no audio arrived (expected raw S16_LE mono PCM)"
 
 
 # -- bad input: one line naming what is wrong, a non-zero exit, no traceback, no hang ----------------------
@@ -216,3 +218,32 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(tmp_path, case):
 def test_underscores_are_allowed_in_a_device_id_as_the_message_says():
     proc = run_cli("run", "--device-id", "_hall_1", "--print-config")
     assert proc.returncode == 0 and 'device_id = "_hall_1"' in proc.stdout.decode()
+
+
+def test_connection_problems_are_said_in_words_once_each():
+    wav = SAMPLES / "01-angry-espeak.wav"
+    args = ["run", "--source", f"file:{wav}", "--pace", "fast", "--flush-timeout-s", "3", *EVERY_WINDOW]
+    dns = run_cli(*args, "--broker", "mqtt://nonexistent.invalid")
+    err = dns.stderr.decode()
+    assert dns.returncode == 1 and "cannot resolve the host name 'nonexistent.invalid' (DNS:" in err
+    assert err.count("cannot connect to") == 1  # retried every second, said once
+    refused = run_cli(*args, "--broker", f"mqtt://127.0.0.1:{free_port()}")
+    assert "connection refused at 127.0.0.1:" in refused.stderr.decode().strip().splitlines()[-1]
+
+
+def test_the_default_log_says_what_the_agent_does_and_quiet_prints_only_states(tmp_path):
+    broker = Mosquitto(tmp_path / "mq").start()
+    try:
+        wav = SAMPLES / "01-angry-espeak.wav"
+        args = ["run", "--source", f"file:{wav}", "--pace", "fast", "--broker", broker.url, "--device-id", "hall"]
+        talk = run_cli(*args)
+        lines = talk.stderr.decode().splitlines()
+        assert talk.returncode == 0 and lines[0].startswith("serkit: INFO: listening: model serkit-ravdess8-int8 (")
+        assert f"broker {broker.url}, device hall, discovery on" in lines[0] and "at 16000 Hz" in lines[0]
+        assert f"serkit: INFO: connected to {broker.url}" in lines
+        assert re.search(r"^serkit: INFO: hall: \w+ \d+%$", "\n".join(lines), re.M)
+        quiet = run_cli(*args, "--quiet")
+        assert quiet.returncode == 0 and quiet.stderr == b""
+        assert re.fullmatch(r"(hall: \w+ \d+%\n)+", quiet.stdout.decode())
+    finally:
+        broker.stop()

@@ -156,11 +156,14 @@ def test_min_confidence_publishes_nothing_uncertain_and_silence_is_optional():
     assert d.update(_window(0, [0.4, 0.3, 0.3])) is None
     assert d.update(_window(1, [0.1, 0.1, 0.8])).emotion == "angry"
     assert d.update(_window(2, None)) is None  # on_silence = nothing
-    d = Decider(labels, DecisionSettings(on_silence="silence", state_interval_s=5))
+    d = Decider(labels, DecisionSettings(on_silence="silence", state_interval_s=5, silence_after_s=0.5))
     assert d.update(_window(0, [0.1, 0.1, 0.8])).emotion == "angry"
-    s = d.update(_window(1, None))
+    assert d.update(_window(1, None)) is None  # a pause between phrases: the state holds
+    assert d.update(_window(2, [0.1, 0.1, 0.8])) is None  # speech again: no flap back and forth
+    assert d.update(_window(3, None)) is None
+    s = d.update(_window(4, None))  # quiet for silence_after_s: now it is silence
     assert s.emotion == "silence" and s.changed and s.probabilities == {}
-    assert d.update(_window(2, None)) is None  # silence is said once, not every window
+    assert d.update(_window(5, None)) is None  # silence is said once, not every window
 
 
 def test_smoothing_averages_windows():
