@@ -50,38 +50,61 @@ def long_recording(minutes: float, rate: int) -> np.ndarray:
 def run_agent(wav: Path, broker: str, http_port: int | None = None) -> dict:
     """One agent run at --pace fast; with http_port, the live page is served and one browser-like client
     reads its event stream from start to end."""
-    args = [sys.executable, "-m", "serkit", "run", "--source", f"file:{wav}", "--pace", "fast", "--broker", broker]
-    args += ["--stats-interval-s", "100000", "--device-id", "bench"]
+    args = ["run", "--source", f"file:{wav}", "--pace", "fast", "--broker", broker]
+    args += ["--stats-interval-s", "86400", "--device-id", "bench"]
     if http_port:
         args += ["--http", str(http_port)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     client = EventClient(http_port) if http_port else None
-    # VmHWM of the child's own address space (ru_maxrss would include the forked parent's pages).
-    peak_kb = 0
-    status = Path(f"/proc/{proc.pid}/status")
-    while proc.poll() is None:
-        try:
-            if b"serkit" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
-                continue  # not exec'd yet: still the forked parent's address space
-            hwm = [ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM:")]
-            peak_kb = max(peak_kb, int(hwm[0].split()[1])) if hwm else peak_kb
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.005)
-    out, err = proc.communicate()
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"agent failed: {err.decode()[-2000:]}")
-    stats = {"wall_s": wall, "peak_rss_mb": peak_kb / 1024}
+    wall, peak_mb, out = measure(args)
+    stats = {"wall_s": wall, "peak_rss_mb": peak_mb}
     if client:
         client.join(10)
         stats["client_windows"] = client.windows
-    lines = [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
+    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     final = [x for x in lines if x.get("topic") == "stats"]
     if final:
         stats.update({k: v for k, v in final[-1].items() if k != "peak_rss_mb"})
     return stats
+
+
+def measure(serkit_args: list[str]) -> tuple[float, float, str]:
+    """(wall s, peak RSS MB, stdout) of the installed CLI run as `python -m serkit ARGS`."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "serkit", *serkit_args], stdout=out, stderr=err, cwd=ROOT)
+        # VmHWM of the child's own address space (ru_maxrss would include the forked parent's pages).
+        peak_kb = 0
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                if b"serkit" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():  # else not exec'd yet
+                    hwm = [ln for ln in status.read_text().splitlines() if ln.startswith("VmHWM:")]
+                    peak_kb = max(peak_kb, int(hwm[0].split()[1])) if hwm else peak_kb
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.005)
+        wall = time.perf_counter() - t0
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"serkit {serkit_args[0]} failed: {err.read().decode()[-2000:]}")
+        out.seek(0)
+        return wall, peak_kb / 1024, out.read().decode()
+
+
+def long_file_memory(minutes: float, rate: int, tmp: Path) -> None:
+    """Peak RSS of `serkit run --pace fast` and `serkit predict` on one long WAV: the same for any length."""
+    wav = tmp / "long.wav"
+    write_wav(wav, long_recording(minutes, rate), rate)
+    for name, args in (
+        (
+            "serkit run --pace fast --broker none",
+            ["run", "--source", f"file:{wav}", "--pace", "fast", "--broker", "none"],
+        ),
+        ("serkit predict", ["predict", str(wav)]),
+    ):
+        wall, peak, _ = measure(args)
+        print(f"{minutes:.0f}-minute WAV ({wav.stat().st_size / 1e6:.0f} MB), {name}: peak RSS {peak:.0f} MB "
+              f"(goal <= 80), RTF {wall / (minutes * 60):.4f}")  # fmt: skip
 
 
 class EventClient(threading.Thread):
@@ -119,6 +142,7 @@ def free_port() -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--long-minutes", type=float, default=120.0, help="the long WAV for the memory runs (0 = skip)")
     a = ap.parse_args()
     model = load_model("", 1)
     spec = model.spec
@@ -152,6 +176,9 @@ def main() -> None:
             finally:
                 broker.terminate()
                 broker.wait()
+
+        if a.long_minutes:
+            long_file_memory(a.long_minutes, rate, Path(tmp))
 
     n = len(windows)
     print(f"audio: {seconds:.0f} s of speech with pauses, {n} windows of {spec.window_s:.2f} s every {spec.hop_s} s")

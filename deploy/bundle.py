@@ -138,10 +138,10 @@ def write_bundle(out: Path, model: Path, merged: MergedConfig | None, board: str
     install = Path(__file__).with_name("install.sh")
     shutil.copyfile(install, out / "install.sh")
     (out / "install.sh").chmod(0o755)
-    from serkit.edge import __version__
+    from serkit.edge import version
 
     settings = {
-        "SERKIT_VERSION": __version__,
+        "SERKIT_VERSION": version(),
         "BOARD": board or "",
         "WHEEL": wheel_name,
         "EXTRAS": extras,

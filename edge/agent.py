@@ -12,10 +12,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from serkit.edge.config import AgentConfig
-from serkit.edge.dashboard import Dashboard, LiveFeed, parse_http
+from serkit.edge.config import AgentConfig, parse_http
 from serkit.edge.decision import Decider, DecisionSettings
 from serkit.edge.errors import SerkitError
 from serkit.edge.mqtt_payloads import Topics, discovery_messages, iso_now, raw_payload, state_payload
@@ -23,6 +22,9 @@ from serkit.edge.publisher import MqttPublisher, StdoutPublisher, parse_broker
 from serkit.edge.runtime import TFLiteModel
 from serkit.edge.spec import ModelSpec, spec_path_for
 from serkit.edge.stream import GateSettings, StreamClassifier
+
+if TYPE_CHECKING:
+    from serkit.edge.dashboard import Dashboard, LiveFeed
 
 log = logging.getLogger("serkit")
 
@@ -252,6 +254,8 @@ def make_dashboard(config: AgentConfig, model: TFLiteModel) -> Dashboard | None:
     address = parse_http(config.http)
     if address is None:
         return None
+    from serkit.edge.dashboard import Dashboard, LiveFeed  # http.server only when the page is served
+
     spec = model.spec
     broker = parse_broker(config.broker)
     info = {

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from serkit.edge.errors import SerkitError
-from serkit.edge.resample import resample
+from serkit.edge.resample import StreamResampler, resample
 
 _PCM, _FLOAT, _ALAW, _MULAW, _EXTENSIBLE = 0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE
 _FORMAT_NAMES = {
@@ -53,51 +55,72 @@ def _parse_fmt(path: Path | str, body: bytes) -> tuple[int, int, int, int, int]:
     return tag, channels, rate, block_align, bits
 
 
+_HEADER_LIMIT = 1 << 20  # bytes of chunks before "data" read in one go: a fmt chunk and the usual extras
+
+
 def read_wav_info(path: str | os.PathLike[str]) -> tuple[WavInfo, bytes]:
     """Parse a WAV file; returns its format and the raw bytes of its data chunk."""
+    info, offset, size = wav_layout(path)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return info, f.read(size)
+
+
+def wav_layout(path: str | os.PathLike[str]) -> tuple[WavInfo, int, int]:
+    """(format, offset of the audio in the file, its length in bytes), read from the headers alone."""
     p = Path(path)
     if p.is_dir():
         raise _fail(p, "is a directory, expected a WAV file")
     if p.exists() and not p.is_file():  # a FIFO or a device would block or never end
         raise _fail(p, "is not a regular file (a FIFO, device or socket), expected a WAV file")
     try:
-        raw = p.read_bytes()
+        with open(p, "rb") as f:
+            total = os.fstat(f.fileno()).st_size
+            head = f.read(12)
+            fmt, offset, size = _walk_chunks(p, f, head, total)
     except FileNotFoundError:
         raise _fail(p, "no such file") from None
     except OSError as exc:
         raise _fail(p, f"cannot read ({exc.strerror or exc})") from None
-    if len(raw) == 0:
+    info = _check_format(p, fmt, size)
+    return info, offset, info.frames * info.channels * info.bits // 8
+
+
+def _walk_chunks(p: Path, f: BinaryIO, head: bytes, total: int) -> tuple[tuple[int, int, int, int, int], int, int]:
+    """The fmt chunk's fields and where the data chunk's bytes are, seeking past everything else."""
+    if total == 0:
         raise _fail(p, "file is empty (0 bytes)")
-    if len(raw) < 12 or raw[:4] not in (b"RIFF", b"RIFX") or raw[8:12] != b"WAVE":
-        if raw[:4] == b"RF64":
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        if head[:4] == b"RF64":
             raise _fail(p, "RF64 (over-4-GB WAV) is not supported; split the recording")
         raise _fail(p, "not a WAV file (no RIFF/WAVE header)")
-    if raw[:4] == b"RIFX":
+    if head[:4] == b"RIFX":
         raise _fail(p, "big-endian WAV (RIFX) is not supported")
-    fmt: tuple[int, int, int, int, int] | None = None
-    data: bytes | None = None
+    fmt = None
     pos = 12
-    while pos + 8 <= len(raw):
-        cid, size = raw[pos : pos + 4], struct.unpack("<I", raw[pos + 4 : pos + 8])[0]
+    while pos + 8 <= total:
+        f.seek(pos)
+        cid, size = f.read(4), struct.unpack("<I", f.read(4))[0]
         body_start = pos + 8
         if cid == b"fmt ":
-            if body_start + size > len(raw):
-                left = len(raw) - body_start
+            if body_start + size > total:
+                left = total - body_start
                 raise _fail(p, f"truncated: fmt chunk declares {size} bytes but only {left} are present")
-            fmt = _parse_fmt(p, raw[body_start : body_start + size])
+            fmt = _parse_fmt(p, f.read(min(size, _HEADER_LIMIT)))
         elif cid == b"data":
             if fmt is None:
                 raise _fail(p, "data chunk comes before the fmt chunk")
-            available = len(raw) - body_start
+            available = total - body_start
             if size > available:
                 raise _fail(p, f"truncated: data chunk declares {size} bytes but only {available} are present")
-            data = raw[body_start : body_start + size]
-            break
+            return fmt, body_start, size
         pos = body_start + size + (size & 1)  # chunks are word-aligned
     if fmt is None:
         raise _fail(p, "no fmt chunk; the file is truncated or not a WAV")
-    if data is None:
-        raise _fail(p, "no data chunk; the file is truncated")
+    raise _fail(p, "no data chunk; the file is truncated")
+
+
+def _check_format(p: Path, fmt: tuple[int, int, int, int, int], size: int) -> WavInfo:
     tag, channels, rate, block_align, bits = fmt
     if tag not in (_PCM, _FLOAT):
         name = _FORMAT_NAMES.get(tag, f"format tag 0x{tag:04x}")
@@ -111,11 +134,10 @@ def read_wav_info(path: str | os.PathLike[str]) -> tuple[WavInfo, bytes]:
         raise _fail(p, f"{bits}-bit {'PCM' if tag == _PCM else 'float'} is not supported")
     if block_align != channels * bits // 8:
         raise _fail(p, f"fmt chunk is inconsistent (block align {block_align} for {channels} x {bits}-bit)")
-    frames = len(data) // block_align
+    frames = size // block_align
     if frames == 0:
         raise _fail(p, "contains no audio (zero-length data chunk)")
-    info = WavInfo(rate, channels, bits, "pcm" if tag == _PCM else "float", frames)
-    return info, data[: frames * block_align]
+    return WavInfo(rate, channels, bits, "pcm" if tag == _PCM else "float", frames)
 
 
 def pcm16_to_float(data: bytes | np.ndarray) -> np.ndarray:
@@ -156,6 +178,37 @@ def read_wav(path: str | os.PathLike[str], sample_rate: int | None = None) -> tu
     if sample_rate is not None and sample_rate != info.sample_rate:
         return resample(mono, info.sample_rate, sample_rate), sample_rate
     return np.ascontiguousarray(mono), info.sample_rate
+
+
+def wav_chunks(
+    path: str | os.PathLike[str], sample_rate: int, seconds: float = 1.0
+) -> tuple[WavInfo, Iterator[np.ndarray]]:
+    """The format now (a bad file fails here), then mono float32 chunks at sample_rate as the file is read:
+    memory stays the same for any length, and the concatenated chunks are read_wav's signal (bit for bit
+    at the file's own rate; to within 1e-6 when resampled, the same sums in other block sizes)."""
+    info, offset, size = wav_layout(path)
+    return info, _chunks(path, info, offset, size, sample_rate, seconds)
+
+
+def _chunks(
+    path: str | os.PathLike[str], info: WavInfo, offset: int, size: int, sample_rate: int, seconds: float
+) -> Iterator[np.ndarray]:
+    block = info.channels * info.bits // 8
+    step = max(1, round(seconds * info.sample_rate)) * block
+    resampler = StreamResampler(info.sample_rate, sample_rate)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        for done in range(0, size, step):
+            x = decode(info, f.read(min(step, size - done)))  # not past the data chunk: other chunks may follow
+            if not np.isfinite(x).all():
+                raise _fail(path, f"contains {int(np.count_nonzero(~np.isfinite(x)))} NaN/inf sample(s)")
+            mono = x.mean(axis=1, dtype=np.float32) if info.channels > 1 else x[:, 0]
+            out = resampler.push(mono)
+            if out.size:
+                yield out
+    tail = resampler.flush()
+    if tail.size:
+        yield tail
 
 
 def write_wav(path: str | os.PathLike[str], signal: np.ndarray, sample_rate: int) -> None:

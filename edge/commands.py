@@ -51,7 +51,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per config key, default None so the TOML file's value stands unless a flag is given."""
     for f in fields(AgentConfig):
         flag = "--" + f.name.replace("_", "-")
-        meta = f.metadata
+        meta = {**f.metadata, "help": f.metadata["help"].replace("%", "%%")}  # argparse formats help with %
         if f.type == "bool":
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meta["help"])
         else:
@@ -85,8 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop, abort = threading.Event(), threading.Event()
     _stop_on_signals(stop, abort)
     agent = Agent(config, model, source, publisher, dashboard.feed if dashboard else None)
-    if hasattr(source, "signal"):  # a file: its length is known before it starts
-        agent.check_length(len(source.signal) / source.rate)
+    if hasattr(source, "seconds"):  # a file: its length is known before it starts
+        agent.check_length(source.seconds)
     delivery = _run_agent(agent, stop, abort, dashboard)
     if not stop.is_set():  # the source ended by itself: its audio and every state it gave are accounted for
         agent.check_ending()

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from serkit.edge.dashboard import parse_http
 from serkit.edge.errors import SerkitError
 from serkit.edge.publisher import Credentials, parse_broker
 from serkit.edge.sources import parse_source
@@ -216,6 +215,22 @@ def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
         if name in env:
             out[key] = coerce(key, env[name], f"environment {name}")
     return out
+
+
+def parse_http(value: str) -> tuple[str, int] | None:
+    """'[HOST:]PORT' → (host, port); a bare port binds 127.0.0.1; port 0 is any free one; '' is off."""
+    text = value.strip()
+    if not text:
+        return None
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not 0 <= port < 65536 or not host:
+        raise SerkitError(f"'http' must be PORT or HOST:PORT with a port from 0 (any free) to 65535, got {value!r}")
+    return host, port
 
 
 def build_config(

@@ -42,22 +42,6 @@ KEEPALIVE_S = 15.0  # an SSE comment this often, so proxies and browsers keep an
 TICK_S = 2.0  # stats and MQTT status for the page, this often
 
 
-def parse_http(value: str) -> tuple[str, int] | None:
-    """'[HOST:]PORT' → (host, port); a bare port binds 127.0.0.1; port 0 is any free one; '' is off."""
-    text = value.strip()
-    if not text:
-        return None
-    host, sep, port_text = text.rpartition(":")
-    host = host.strip("[]") if sep else "127.0.0.1"
-    try:
-        port = int(port_text)
-    except ValueError:
-        port = -1
-    if not 0 <= port < 65536 or not host:
-        raise SerkitError(f"'http' must be PORT or HOST:PORT with a port from 0 (any free) to 65535, got {value!r}")
-    return host, port
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

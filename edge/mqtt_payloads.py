@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from serkit.edge import __version__
+from serkit.edge import version
 from serkit.edge.decision import SILENCE, State
 
 ONLINE, OFFLINE = "online", "offline"
@@ -117,7 +117,7 @@ def device_block(device: str, model_name: str) -> dict[str, Any]:
         "name": f"serkit {device}",
         "manufacturer": "serkit",
         "model": f"speech emotion ({model_name})",
-        "sw_version": __version__,
+        "sw_version": version(),
     }
 
 
@@ -132,7 +132,7 @@ def _entity(device: str, component: str, key: str) -> dict[str, str]:
 def discovery_messages(topics: Topics, labels: tuple[str, ...], model_name: str) -> list[tuple[str, dict[str, Any]]]:
     """(topic, payload) for the emotion sensor, the confidence sensor and the connectivity binary sensor."""
     d = topics.device
-    shared = {"device": device_block(d, model_name), "origin": {"name": "serkit", "sw_version": __version__}}
+    shared = {"device": device_block(d, model_name), "origin": {"name": "serkit", "sw_version": version()}}
     available = {
         "availability_topic": topics.availability,
         "payload_available": ONLINE,

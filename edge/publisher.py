@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -66,6 +65,8 @@ def parse_broker(url: str) -> BrokerAddress | None:
 
 def connection_problem(exc: OSError, address: BrokerAddress) -> str:
     """Why a connection attempt failed, in words an operator can act on."""
+    import ssl
+
     where = f"{address.host}:{address.port}"
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve the host name {address.host!r} (DNS: {exc.strerror})"
@@ -139,6 +140,8 @@ class Credentials:
 
 def make_client(address: BrokerAddress, client_id: str, credentials: Credentials = Credentials()) -> Any:
     """A paho 2.x client with the agent's credentials and TLS settings (not yet connected)."""
+    import ssl  # here, not at the top: nothing TLS is loaded unless a broker is used
+
     import paho.mqtt.client as mqtt
 
     c = credentials

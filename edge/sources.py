@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from serkit.edge.audio import pcm16_to_float, read_wav
+from serkit.edge.audio import pcm16_to_float, wav_chunks
 from serkit.edge.errors import MissingExtraError, SerkitError
 from serkit.edge.quiet import quiet_stderr
 from serkit.edge.resample import StreamResampler
@@ -62,8 +62,12 @@ class ArraySource:
         self.name = name
         self.chunk = max(1, round(chunk_s * rate))
 
+    @property
+    def seconds(self) -> float:
+        return len(self.signal) / self.rate
+
     def describe(self) -> str:
-        return f"{self.name} ({len(self.signal) / self.rate:.1f} s, pace {self.pace})"
+        return f"{self.name} ({self.seconds:.1f} s, pace {self.pace})"
 
     def chunks(self, stop: threading.Event) -> Iterator[np.ndarray]:
         t0 = time.monotonic()
@@ -77,10 +81,34 @@ class ArraySource:
             yield self.signal[start : start + self.chunk]
 
 
-class FileSource(ArraySource):
+class FileSource:
+    """A WAV file, read a second at a time (the same memory for any length), paced like a microphone
+    unless pace="fast". Its headers are read at once, so a bad file fails before anything starts."""
+
     def __init__(self, path: str, rate: int, pace: str = "realtime", chunk_s: float = 0.1) -> None:
-        signal, _ = read_wav(path, rate)  # read now: a bad file fails before anything starts
-        super().__init__(signal, rate, pace, f"file {path}", chunk_s)
+        info, self._blocks = wav_chunks(path, rate)
+        self.path = path
+        self.rate = rate
+        self.pace = pace
+        self.seconds = info.frames / info.sample_rate
+        self.chunk = max(1, round(chunk_s * rate))
+
+    def describe(self) -> str:
+        return f"file {self.path} ({self.seconds:.1f} s, pace {self.pace})"
+
+    def chunks(self, stop: threading.Event) -> Iterator[np.ndarray]:
+        t0, sent = time.monotonic(), 0
+        for block in self._blocks:
+            for start in range(0, len(block), self.chunk):
+                if stop.is_set():
+                    return
+                if self.pace == "realtime":
+                    ahead = sent / self.rate - (time.monotonic() - t0)
+                    if ahead > 0 and stop.wait(ahead):
+                        return
+                piece = block[start : start + self.chunk]
+                sent += len(piece)
+                yield piece
 
 
 # -- stdin --------------------------------------------------------------------------------------------

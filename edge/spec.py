@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from serkit.edge import __version__
+from serkit.edge import version
 from serkit.edge.errors import SerkitError
 from serkit.edge.features import FeatureConfig
 
@@ -58,7 +58,7 @@ class ModelSpec:
         d: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "serkit_version": __version__,
+            "serkit_version": version(),
             "labels": list(self.labels),
             "features": self.features.to_dict(),
             "normalization": {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]},

@@ -4,12 +4,13 @@ never loads TensorFlow and a missing extra is reported in one line."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from serkit.edge import __version__
+from serkit.edge import pin_numeric_threads, version
 from serkit.edge.errors import SerkitError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -69,40 +70,61 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_features)
 
 
-def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from serkit.convert.commands import register_convert
-    from serkit.deploy.commands import register_deploy
-    from serkit.edge.commands import register_demo, register_devices, register_run, register_wait_online
-    from serkit.trainer.commands import register_evaluate, register_predict, register_train
-
-    return [
-        register_run,
-        register_devices,
-        register_demo,
-        register_wait_online,
-        register_deploy,
-        register_train,
-        register_evaluate,
-        register_predict,
-        register_convert,
-        _add_features,
-    ]
+# Each command's module and register function, in help order. Only the module of the command being run is
+# imported, so `serkit run` does not load the trainer's or the deployer's code to start.
+COMMANDS = {
+    "run": ("serkit.edge.commands", "register_run"),
+    "devices": ("serkit.edge.commands", "register_devices"),
+    "demo": ("serkit.edge.commands", "register_demo"),
+    "wait-online": ("serkit.edge.commands", "register_wait_online"),
+    "deploy": ("serkit.deploy.commands", "register_deploy"),
+    "train": ("serkit.trainer.commands", "register_train"),
+    "evaluate": ("serkit.trainer.commands", "register_evaluate"),
+    "predict": ("serkit.trainer.commands", "register_predict"),
+    "convert": ("serkit.convert.commands", "register_convert"),
+    "features": ("serkit.cli", "_add_features"),
+}
+# Commands that run the edge's numeric code: one BLAS/OpenMP thread, as benchmarked (not train: TensorFlow).
+EDGE_COMMANDS = ("run", "demo", "predict", "evaluate", "features")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _registrars(only: str | None = None) -> list[Callable[[argparse._SubParsersAction], None]]:
+    names = [only] if only in COMMANDS else list(COMMANDS)
+    return [getattr(importlib.import_module(COMMANDS[n][0]), COMMANDS[n][1]) for n in names]
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `command`, only that subcommand is registered (the rest stay unimported)."""
     parser = argparse.ArgumentParser(
         prog="serkit",
         description="Speech emotion recognition for the edge: train, convert to int8, run on a Pi, publish over MQTT.",
     )
-    parser.add_argument("--version", action="version", version=f"serkit {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for register in _registrars():
+    for register in _registrars(command):
         register(sub)
     return parser
 
 
+class _Version(argparse.Action):
+    """--version, looking the version up only when asked (it costs importlib.metadata)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(f"serkit {version()}")
+        parser.exit()
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in COMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_in(argv)
+    if command in EDGE_COMMANDS:
+        pin_numeric_threads()  # before numpy starts its thread pool
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

@@ -4,9 +4,9 @@ import struct
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_cli, speechlike, wav_bytes
+from conftest import assert_one_line_error, pcm16, run_cli, speechlike, wav_bytes
 
-from serkit.edge.audio import read_wav, write_wav
+from serkit.edge.audio import read_wav, wav_chunks, write_wav
 from serkit.edge.errors import SerkitError
 from serkit.edge.resample import resample, resample_poly
 
@@ -159,3 +159,19 @@ def test_fmt_chunk_struct_sanity():
     # Guard the hand-built test files themselves: a 16-bit mono header has block align 2.
     blob = wav_bytes(b"\x00\x00" * 4)
     assert struct.unpack("<H", blob[32:34])[0] == 2
+
+
+@pytest.mark.parametrize("rate, channels", [(16000, 1), (48000, 2), (44100, 1)])
+def test_reading_in_chunks_gives_read_wavs_signal_bit_for_bit(tmp_path, rate, channels):
+    """The file source and predict read a second at a time; a chunk that follows the audio is not read as audio."""
+    x = speechlike(2.3, rate=rate, seed=rate)
+    frames = np.repeat(x[:, None], channels, axis=1) * (0.5 if channels == 2 else 1.0)
+    path = tmp_path / "a.wav"
+    body = wav_bytes(pcm16(frames.ravel()), rate=rate, channels=channels)
+    path.write_bytes(
+        body[:4] + struct.pack("<I", len(body) - 8 + 20) + body[8:] + b"LIST" + struct.pack("<I", 12) + b"x" * 12
+    )
+    whole, _ = read_wav(path, 16000)
+    info, chunks = wav_chunks(path, 16000, seconds=0.037)
+    assert info.sample_rate == rate and info.channels == channels
+    assert np.array_equal(np.concatenate(list(chunks)), whole)

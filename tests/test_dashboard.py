@@ -21,7 +21,8 @@ from brokers import Mosquitto, Recorder, free_port
 from conftest import ROOT, assert_one_line_error, run_cli
 
 from serkit.edge.audio import read_wav, write_wav
-from serkit.edge.dashboard import MAX_HISTORY, LiveFeed, parse_http
+from serkit.edge.config import parse_http
+from serkit.edge.dashboard import MAX_HISTORY, LiveFeed
 from serkit.edge.errors import SerkitError
 
 SAMPLES = ROOT / "edge" / "samples"

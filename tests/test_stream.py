@@ -222,3 +222,13 @@ def test_stdin_source_through_the_cli(model):
     ref = offline(model, np.frombuffer(pcm, "<i2").astype(np.float32) / 32768, model.spec.hop_frames)
     got = np.array([[r["probabilities"][lab] for lab in model.spec.labels] for r in raw])
     assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-6
+
+
+def test_the_gates_percentile_is_numpys_to_the_last_bit():
+    from serkit.edge.stream import percentile
+
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 10, 999, 1000, 1001):
+        x = rng.normal(-50, 10, n)
+        for q in (0, 10, 33.3, 50, 90, 100):
+            assert percentile(x, q) == float(np.percentile(x, q)), (n, q)

@@ -6,13 +6,14 @@ the converter's parity gate, so their numbers are comparable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from serkit.edge.errors import SerkitError, require_extra
 from serkit.edge.spec import ModelSpec, spec_path_for
+from serkit.edge.stream import GateSettings, StreamClassifier
 from serkit.edge.windows import clip_windows
 
 WindowPredictor = Callable[[np.ndarray], np.ndarray]
@@ -30,6 +31,40 @@ def clip_probabilities(predict: WindowPredictor, feats: Sequence[np.ndarray], sp
         out.append(probs[i : i + n].mean(axis=0))
         i += n
     return np.stack(out)
+
+
+def streamed_clip_probabilities(
+    predict: WindowPredictor, chunks: Iterable[np.ndarray], spec: ModelSpec, batch: int = 256
+) -> np.ndarray:
+    """clip_probabilities for one clip that arrives in chunks (a long file read a second at a time): the
+    same windows, cut by the agent's streaming classifier, in memory that does not grow with the clip."""
+    windows = _WindowTap()
+    stream = StreamClassifier(windows, spec, spec.hop_frames, GateSettings(enabled=False))
+    total, count = np.zeros(len(spec.labels), np.float64), 0
+
+    def score(final: bool) -> None:
+        nonlocal total, count
+        while len(windows.taken) >= batch or (final and windows.taken):
+            part, windows.taken = windows.taken[:batch], windows.taken[batch:]
+            total += predict(np.stack(part)).astype(np.float64).sum(axis=0)
+            count += len(part)
+
+    for chunk in chunks:
+        stream.push(chunk)
+        score(final=False)
+    stream.flush()
+    score(final=True)
+    return (total / max(count, 1)).astype(np.float32)
+
+
+class _WindowTap:
+    """Stands in for the model inside StreamClassifier: keeps each window for a batched prediction."""
+
+    def __init__(self) -> None:
+        self.taken: list[np.ndarray] = []
+
+    def predict_window(self, window: np.ndarray) -> None:
+        self.taken.append(window.copy())
 
 
 class RecordingPredictor:

@@ -267,14 +267,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _predict_model_and_paths(args: argparse.Namespace) -> tuple[str, list[str], bool]:
     """(model, clips, whether the model is the default): --model, a leading model path, or the shipped
     model, the same default as `serkit run`."""
-    from serkit.edge.agent import default_model_path
+    from serkit.models import DEFAULT_MODEL  # the agent's default, without the agent's imports
 
     paths = list(args.paths)
     if args.model:
         return args.model, paths, False
     if len(paths) > 1 and _names_a_model(Path(paths[0])):
         return paths[0], paths[1:], False
-    return str(default_model_path()), paths, True
+    return str(DEFAULT_MODEL), paths, True
 
 
 def _names_a_model(path: Path) -> bool:
@@ -302,9 +302,8 @@ def _wav_files(paths: Sequence[str]) -> list[Path]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from serkit.edge.audio import read_wav
-    from serkit.edge.features import mfcc
-    from serkit.trainer.classify import clip_probabilities, load_predictor
+    from serkit.edge.audio import wav_chunks
+    from serkit.trainer.classify import load_predictor, streamed_clip_probabilities
 
     model, paths, default = _predict_model_and_paths(args)
     spec, predict, kind = load_predictor(model, threads=args.threads)
@@ -314,14 +313,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = 0
     for f in files:
         try:
-            signal, _ = read_wav(f, spec.features.sample_rate)
+            # A second at a time through the agent's streaming windows: any length in the same memory.
+            probs = streamed_clip_probabilities(predict, wav_chunks(f, spec.features.sample_rate)[1], spec)
         except SerkitError as exc:
             if len(files) == 1:
                 raise
             print(f"serkit: skipped {exc}", file=sys.stderr)
             failed += 1
             continue
-        probs = clip_probabilities(predict, [mfcc(signal, spec.features)], spec)[0]
         best = int(probs.argmax())
         if note:
             print(note, file=sys.stderr)

@@ -1,0 +1,46 @@
+"""Start-up: `serkit predict` on one clip and `serkit run --broker none` on one clip, against importing numpy.
+
+Run: python benchmarks/bench_startup.py [--repeats 15]
+Each command is the installed CLI in a fresh interpreter (python -m serkit, with the BLAS thread setting the
+CLI applies itself), timed wall-clock, interleaved with the reference `python -c "import numpy"`; the best of
+the repeats is kept, so the ratios hold on a busy machine. Goal: both <= 1.3x the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIP = ROOT / "edge" / "samples" / "01-angry-espeak.wav"
+COMMANDS = {
+    "python -c 'import numpy' (reference)": [sys.executable, "-c", "import numpy"],
+    "serkit predict CLIP": [sys.executable, "-m", "serkit", "predict", str(CLIP)],
+    "serkit run --source file:CLIP --pace fast --broker none": [
+        sys.executable, "-m", "serkit", "run", "--source", f"file:{CLIP}", "--pace", "fast", "--broker", "none",
+        "--log-level", "error",
+    ],
+}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=15)
+    a = ap.parse_args()
+    best = dict.fromkeys(COMMANDS, float("inf"))
+    for _ in range(a.repeats):
+        for name, cmd in COMMANDS.items():
+            t0 = time.perf_counter()
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, check=True)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    ref = best[next(iter(COMMANDS))]
+    for name, seconds in best.items():
+        print(f"{name}: {seconds * 1000:.0f} ms, {seconds / ref:.2f}x the reference")
+    print("goal: serkit predict and serkit run <= 1.30x")
+
+
+if __name__ == "__main__":
+    main()
