@@ -308,7 +308,7 @@ def test_tls_with_a_throwaway_ca(tmp_path):
         last = bad.stderr.decode().strip().splitlines()[-1]
         assert bad.returncode == 1 and "not delivered" in last and "TLS verification failed" in last
         # Plain MQTT to the TLS port: the broker hangs up without a word, and the agent says what that means.
-        plain = run_cli(*args, "--broker", f"mqtt://localhost:{b.port}", "--flush-timeout-s", "2")
+        plain = run_cli(*args, "--broker", f"mqtt://localhost:{b.port}", "--flush-timeout-s", "1")
         assert plain.returncode == 1 and "a TLS port reached with mqtt://?" in plain.stderr.decode()
         missing = run_cli(*args, "--broker", f"mqtts://localhost:{b.port}", "--ca-file", str(tmp_path / "nope.crt"))
         assert missing.returncode == 1 and "ca_file" in missing.stderr.decode()

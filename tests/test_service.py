@@ -222,7 +222,7 @@ def test_underscores_are_allowed_in_a_device_id_as_the_message_says():
 
 def test_connection_problems_are_said_in_words_once_each():
     wav = SAMPLES / "01-angry-espeak.wav"
-    args = ["run", "--source", f"file:{wav}", "--pace", "fast", "--flush-timeout-s", "3", *EVERY_WINDOW]
+    args = ["run", "--source", f"file:{wav}", "--pace", "fast", "--flush-timeout-s", "1", *EVERY_WINDOW]
     dns = run_cli(*args, "--broker", "mqtt://nonexistent.invalid")
     err = dns.stderr.decode()
     assert dns.returncode == 1 and "cannot resolve the host name 'nonexistent.invalid' (DNS:" in err
