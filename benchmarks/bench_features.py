@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# The edge runs single-threaded; threads only slow these small matmuls down.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# The thread setting the CLI applies to the edge commands (serkit.edge.pin_numeric_threads), before numpy.
+from serkit.edge import pin_numeric_threads  # noqa: E402
+
+pin_numeric_threads()
 
 import numpy as np  # noqa: E402
 

@@ -53,3 +53,58 @@ def test_edge_runs_the_shipped_model_with_heavy_libraries_blocked():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() in ("ai_edge_litert", "tflite_runtime")
+
+
+STAGES = {"serkit": "serkit", **{f"serkit.{d}": d for d in ("edge", "trainer", "convert", "deploy", "models")},
+          "serkit.firmware_configs": "firmware_configs"}  # fmt: skip
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module → the serkit modules it imports anywhere in its text (inside functions too)."""
+    modules = {}
+    for package, folder in STAGES.items():
+        for path in (ROOT / folder).glob("*.py"):
+            modules[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("serkit"):
+                deps |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                         for a in node.names}  # fmt: skip
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("serkit")}
+        graph[name] = {d for d in deps if d in modules and d != name}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt, [*path, nxt])):
+                return found
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start, [start])):
+            return found
+    return None
+
+
+def test_no_import_cycle_in_the_package():
+    graph = _import_graph()
+    assert len(graph) > 40  # the walk found the package
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+    # Nothing below the CLI imports it.
+    assert not [m for m, deps in graph.items() if "serkit.cli" in deps and m != "serkit.__main__"]
+
+
+def test_the_cycle_finder_finds_one():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None

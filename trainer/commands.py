@@ -120,10 +120,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     require_extra("train", "tensorflow", "keras", "matplotlib")
     from serkit.trainer import corpora, plots
     from serkit.trainer.data import Augment
+    from serkit.trainer.jobs import train_models
     from serkit.trainer.metrics import describe_protocol, format_report
     from serkit.trainer.model import ModelConfig
     from serkit.trainer.splits import clip_split, every_speaker, parse_speakers, speaker_folds, speaker_split
-    from serkit.trainer.train import TrainOptions, train_models
+    from serkit.trainer.train import TrainOptions
 
     clips = _load(args)
     labels = corpora.label_order(clips)

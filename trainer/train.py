@@ -2,16 +2,17 @@
 
 With no validation speakers (the final model of `serkit train --folds K --refit`) it trains the fixed
 schedule and keeps the last averaged weights; its accuracy is the cross-validation estimate, not its own.
-With `teachers`, the run is preceded by teacher runs on the same speakers (see train_models).
+With `teachers`, the run is preceded by teacher runs on the same speakers (see jobs.train_models).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,6 @@ from serkit.trainer import corpora, plots
 from serkit.trainer.classify import RecordingPredictor, clip_probabilities, keras_predictor, suggested_threshold
 from serkit.trainer.corpora import Clip
 from serkit.trainer.data import Augment, ClipStore, TrainingStream, class_weights, normalisation_stats
-from serkit.trainer.jobs import execute, model_runs, stderr_log, with_teachers_time
 from serkit.trainer.metrics import describe_protocol, evaluate_predictions, format_report
 from serkit.trainer.model import ModelConfig, build_model
 from serkit.trainer.splits import Split
@@ -66,42 +66,14 @@ class TrainOptions:
         return d
 
 
+def stderr_log(verbose: bool) -> Callable[[str], None]:
+    """A progress printer to stderr, or one that prints nothing."""
+    return (lambda message: print(message, file=sys.stderr, flush=True)) if verbose else (lambda message: None)
+
+
 def mean_weights(snapshots: Sequence[Sequence]) -> list:
     """Element-wise mean of several get_weights() lists (batch-norm statistics included)."""
     return [sum(ws) / len(snapshots) for ws in zip(*snapshots, strict=True)]
-
-
-def train_models(
-    models: Sequence[tuple[str, Split, Path]],
-    labels: Sequence[str],
-    options: TrainOptions,
-    cache_dir: Path | None,
-    data_summary: dict | None = None,
-    verbose: bool = True,
-    jobs: int = 1,
-) -> list[tuple[dict, ModelSpec]]:
-    """Several (title, split, run folder) models with the same options, their runs sharing `jobs` processes.
-
-    Each model is train_run, preceded by `options.teachers` teacher runs when there are any.
-    Ensemble distillation (Hinton et al. 2015, "Distilling the knowledge in a neural network"): the
-    teachers train on the same speakers with seeds seed+1, seed+2, ...; the model then learns from
-    each training window's label mixed with the teachers' mean prediction on that very window
-    (augmented and mixed up as it is). On RAVDESS one seed swings several points on unseen voices;
-    over five speaker folds a model distilled from two teachers scored 1.7 points above the average
-    single model, level with its teachers' mean, at one model's size and speed. The teachers never
-    see a held-out speaker, so the held-out figures stay honest.
-    The teachers stay in <run folder>/teachers/seed<N>, each a complete run folder. Returns each
-    model's (validation report, spec), in the order given.
-    """
-    plans = [model_runs(title, split, options, out_dir) for title, split, out_dir in models]
-    outcomes = execute([run for plan in plans for run in plan], labels, cache_dir, data_summary, jobs, verbose)
-    results = []
-    for plan in plans:
-        run = plan[-1]
-        outcome = outcomes[run.out_dir]
-        # train_seconds is the model's own run; what a user waits for includes its teachers.
-        results.append((outcome.report, with_teachers_time(outcomes, run) if run.teachers else outcome.spec))
-    return results
 
 
 def distil_targets(labels: Any, teacher_probs: Sequence[Any], weight: float) -> Any:
