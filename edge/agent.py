@@ -7,7 +7,6 @@ first sample is read, so a bad setting fails in one line instead of mid-stream.
 from __future__ import annotations
 
 import logging
-import resource
 import threading
 import time
 from dataclasses import dataclass
@@ -246,6 +245,8 @@ def peak_rss_mb() -> float:
                 return round(int(line.split()[1]) / 1024, 1)
     except (OSError, ValueError, IndexError):
         pass
+    import resource
+
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import socket
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,8 @@ MASK = "********"
 
 
 def default_device_id() -> str:
+    import socket  # here: start-up pays for socket and tomllib only where they are used
+
     return clean_id(socket.gethostname()) or "serkit"
 
 
@@ -191,6 +191,8 @@ def _parse_text(key: str, text: str, kind: str, where: str) -> Any:
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
+    import tomllib
+
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import sys
 import threading
 import time
@@ -65,6 +64,7 @@ def parse_broker(url: str) -> BrokerAddress | None:
 
 def connection_problem(exc: OSError, address: BrokerAddress) -> str:
     """Why a connection attempt failed, in words an operator can act on."""
+    import socket
     import ssl
 
     where = f"{address.host}:{address.port}"
