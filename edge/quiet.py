@@ -35,8 +35,8 @@ def captured_stderr() -> Iterator[Callable[[], str]]:
     written to it (inside the block: so far; after it: all).
 
     For libraries whose start-up chatter bypasses every log-level setting (TensorFlow's absl and oneDNN
-    lines): the caller decides what, if anything, of it reaches the user. Python's fault handler keeps
-    writing to the real stderr meanwhile, so a crash inside the block is not silent.
+    lines): the caller decides what, if anything, of it reaches the user. Python's fault handler writes
+    to the real stderr meanwhile (unless one was enabled already), so a crash inside is not silent.
     """
     sys.stderr.flush()
     kept: list[str] = []
@@ -46,16 +46,17 @@ def captured_stderr() -> Iterator[Callable[[], str]]:
         except OSError:
             yield lambda: ""
             return
-        handler_was_on = faulthandler.is_enabled()
-        faulthandler.enable(file=saved)
+        # A fault handler someone else enabled stays as it is (its file cannot be read back to restore it).
+        ours = not faulthandler.is_enabled()
+        if ours:
+            faulthandler.enable(file=saved)
         os.dup2(capture.fileno(), 2)
         try:
             yield lambda: kept[0] if kept else _read_all(capture)
         finally:
             os.dup2(saved, 2)
-            faulthandler.disable()
-            if handler_was_on:
-                faulthandler.enable()
+            if ours:
+                faulthandler.disable()
             os.close(saved)
             kept.append(_read_all(capture))
 

@@ -94,6 +94,38 @@ def run_cli(*args: str, env: dict | None = None, stdin: bytes | None = None, tim
     )
 
 
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`serkit ARGS` in this process (serkit.cli.main), for error lines where a subprocess is not the point:
+    the same exit status and the same bytes on stdout and stderr, without a Python start-up per case.
+    Signal handlers, logging and environment changes it makes are put back."""
+    import contextlib
+    import io
+    import logging
+    import signal
+
+    from serkit.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved_env = dict(os.environ)
+    os.environ.update(env or {})
+    logger = logging.getLogger("serkit")
+    saved_log = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        logger.handlers[:], logger.level, logger.propagate = saved_log
+    return subprocess.CompletedProcess(list(args), code, out.getvalue().encode(), err.getvalue().encode())
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
     err = proc.stderr.decode()
     assert proc.returncode != 0, f"expected failure, got rc=0; stderr={err!r}"

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_one_line_error, pcm16, run_cli
+from conftest import ROOT, assert_one_line_error, cli, pcm16, run_cli
 
 from serkit.edge.audio import read_wav
 from serkit.edge.config import AgentConfig, build_config, load_toml
@@ -38,7 +38,7 @@ def test_toml_then_environment_then_flags(tmp_path):
 def test_print_config_masks_secrets_and_reads_back(tmp_path):
     cfg = tmp_path / "a.toml"
     cfg.write_text('username = "u"\npassword = "hunter2"\nqueue_size = 50\n')
-    proc = run_cli("run", "--config", str(cfg), "--print-config", "--raw")
+    proc = cli("run", "--config", str(cfg), "--print-config", "--raw")
     assert proc.returncode == 0, proc.stderr.decode()
     out = proc.stdout.decode()
     assert "hunter2" not in out and 'password = "********"' in out
@@ -68,13 +68,13 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path, toml, needles):
     cfg.write_text(toml)
     # Flags override the file: the broker and source cases go without them (and so run nothing when accepted).
     safe = [] if "broker" in toml or "source" in toml else ["--broker", "none", "--source", f"file:{WAV}"]
-    assert_one_line_error(run_cli("run", "--config", str(cfg), *safe), *needles)
+    assert_one_line_error(cli("run", "--config", str(cfg), *safe), *needles)
 
 
 def test_bad_flag_values_and_missing_config_file(tmp_path):
-    assert_one_line_error(run_cli("run", "--threads", "many"), "--threads", "integer")
-    assert_one_line_error(run_cli("run", "--smoothing", "2"), "'smoothing'", "between")
-    assert_one_line_error(run_cli("run", "--config", str(tmp_path / "none.toml")), "no such config file")
+    assert_one_line_error(cli("run", "--threads", "many"), "--threads", "integer")
+    assert_one_line_error(cli("run", "--smoothing", "2"), "'smoothing'", "between")
+    assert_one_line_error(cli("run", "--config", str(tmp_path / "none.toml")), "no such config file")
     with pytest.raises(SerkitError, match="SERKIT_QUEUE_SIZE"):
         build_config(None, {}, environ={"SERKIT_QUEUE_SIZE": "lots"})
 
@@ -82,28 +82,28 @@ def test_bad_flag_values_and_missing_config_file(tmp_path):
 # -- model and source errors, before any audio is opened ----------------------------------------------------
 def test_bad_models_are_refused_in_one_line(tmp_path):
     common = ["--source", f"file:{WAV}", "--broker", "none"]
-    assert_one_line_error(run_cli("run", "--model", str(tmp_path / "x.tflite"), *common), "no such file")
-    assert_one_line_error(run_cli("run", "--model", str(tmp_path), *common), "is a folder")
-    assert_one_line_error(run_cli("run", "--model", str(WAV), *common), "not a .tflite model")
+    assert_one_line_error(cli("run", "--model", str(tmp_path / "x.tflite"), *common), "no such file")
+    assert_one_line_error(cli("run", "--model", str(tmp_path), *common), "is a folder")
+    assert_one_line_error(cli("run", "--model", str(WAV), *common), "not a .tflite model")
     lonely = tmp_path / "lonely.tflite"
     shutil.copy(MODEL, lonely)
-    assert_one_line_error(run_cli("run", "--model", str(lonely), *common), "no spec beside it", "lonely.json")
+    assert_one_line_error(cli("run", "--model", str(lonely), *common), "no spec beside it", "lonely.json")
     (tmp_path / "lonely.json").write_text("{not json")
-    assert_one_line_error(run_cli("run", "--model", str(lonely), *common), "lonely.json")
+    assert_one_line_error(cli("run", "--model", str(lonely), *common), "lonely.json")
     spec = json.loads(MODEL.with_suffix(".json").read_text())
     spec["labels"] = spec["labels"][:3]
     (tmp_path / "lonely.json").write_text(json.dumps(spec))
-    assert_one_line_error(run_cli("run", "--model", str(lonely), *common), "lonely")
+    assert_one_line_error(cli("run", "--model", str(lonely), *common), "lonely")
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"not a flatbuffer" * 10)
     shutil.copy(MODEL.with_suffix(".json"), tmp_path / "junk.json")
-    assert_one_line_error(run_cli("run", "--model", str(junk), *common), "junk.tflite", "cannot load")
+    assert_one_line_error(cli("run", "--model", str(junk), *common), "junk.tflite", "cannot load")
 
 
 def test_bad_sources_are_one_line_errors(tmp_path):
-    assert_one_line_error(run_cli("run", "--source", f"file:{tmp_path / 'no.wav'}", "--broker", "none"), "no such file")
+    assert_one_line_error(cli("run", "--source", f"file:{tmp_path / 'no.wav'}", "--broker", "none"), "no such file")
     (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEjunk")
-    assert_one_line_error(run_cli("run", "--source", f"file:{tmp_path / 'bad.wav'}", "--broker", "none"), "bad.wav")
+    assert_one_line_error(cli("run", "--source", f"file:{tmp_path / 'bad.wav'}", "--broker", "none"), "bad.wav")
 
 
 # -- the microphone path, through a virtual ALSA capture device ------------------------------------------

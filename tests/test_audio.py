@@ -4,7 +4,7 @@ import struct
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, pcm16, run_cli, speechlike, wav_bytes
+from conftest import assert_one_line_error, cli, pcm16, run_cli, speechlike, wav_bytes
 
 from serkit.edge.audio import read_wav, wav_chunks, write_wav
 from serkit.edge.errors import SerkitError
@@ -131,9 +131,9 @@ def test_every_bad_file_is_a_clear_error_in_the_library(tmp_path):
 
 def test_every_bad_file_is_one_line_and_non_zero_exit_through_the_cli(tmp_path):
     for _name, (path, needle) in _bad_files(tmp_path).items():
-        assert_one_line_error(run_cli("features", str(path)), str(path), needle)
-    assert_one_line_error(run_cli("features", str(tmp_path)), str(tmp_path), "is a directory")
-    assert_one_line_error(run_cli("features", str(tmp_path / "absent.wav")), "absent.wav", "no such file")
+        assert_one_line_error(cli("features", str(path)), str(path), needle)
+    assert_one_line_error(cli("features", str(tmp_path)), str(tmp_path), "is a directory")
+    assert_one_line_error(cli("features", str(tmp_path / "absent.wav")), "absent.wav", "no such file")
 
 
 def test_cli_features_writes_npy(tmp_path):

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import systemd_standin
 from brokers import Mosquitto, Recorder, free_port, require_program
-from conftest import ROOT, assert_error_last_line, assert_one_line_error, pcm16, run_cli, speechlike, wav_bytes
+from conftest import ROOT, assert_error_last_line, assert_one_line_error, cli, pcm16, run_cli, speechlike, wav_bytes
 
 from serkit.deploy.bundle import CURRENT_MODEL, merge_config, model_id, write_bundle
 from serkit.deploy.remote import RemoteFacts, check_facts, parse_probe
@@ -165,16 +165,16 @@ def test_probe_parsing_and_refusals():
 
 
 def test_cli_refuses_bad_input_in_one_line(tmp_path):
-    assert_one_line_error(run_cli("deploy", "--host", "pi@x", "--board", "pi9"), "unknown board 'pi9'", "pi4")
-    assert_one_line_error(run_cli("deploy", "--board", "pi4"), "--host USER@HOST", "--bundle DIR")
-    assert_one_line_error(run_cli("deploy", "--host", "pi@x"), "--board")
+    assert_one_line_error(cli("deploy", "--host", "pi@x", "--board", "pi9"), "unknown board 'pi9'", "pi4")
+    assert_one_line_error(cli("deploy", "--board", "pi4"), "--host USER@HOST", "--bundle DIR")
+    assert_one_line_error(cli("deploy", "--host", "pi@x"), "--board")
     missing = tmp_path / "nope.tflite"
-    assert_one_line_error(run_cli("deploy", "--host", "pi@x", "--board", "pi4", "--model", str(missing)), str(missing))
+    assert_one_line_error(cli("deploy", "--host", "pi@x", "--board", "pi4", "--model", str(missing)), str(missing))
     bad = tmp_path / "bad.toml"
     bad.write_text("queue_sise = 5\n")
-    assert_one_line_error(run_cli("deploy", "--host", "pi@x", "--board", "pi4", "--config", str(bad)), "queue_sise")
+    assert_one_line_error(cli("deploy", "--host", "pi@x", "--board", "pi4", "--config", str(bad)), "queue_sise")
     port = free_port()  # nothing listens there
-    proc = run_cli("deploy", "--host", "root@127.0.0.1", "--port", str(port), "--board", "pi4")
+    proc = cli("deploy", "--host", "root@127.0.0.1", "--port", str(port), "--board", "pi4")
     assert_error_last_line(proc, "cannot reach root@127.0.0.1", "nothing was changed")
 
 

@@ -51,3 +51,18 @@ def test_what_a_library_writes_to_fd_2_is_captured_and_the_descriptor_restored()
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == repr("I0000 port.cc:153] oneDNN custom operations are on\n")
     assert proc.stderr == "after\n"
+
+
+def test_capturing_leaves_a_fault_handler_enabled_elsewhere_alone():
+    """With the handler on (pytest turns it on) and sys.stderr a StringIO, the capture neither fails nor
+    turns it off; failing here made the TFLite runtime fall back to TensorFlow in-process."""
+    import contextlib
+    import faulthandler
+    import io
+
+    from serkit.edge.quiet import captured_stderr
+
+    assert faulthandler.is_enabled()
+    with contextlib.redirect_stderr(io.StringIO()), captured_stderr() as printed:
+        pass
+    assert printed() == "" and faulthandler.is_enabled()

@@ -238,7 +238,7 @@ def test_password_from_the_environment_and_a_wrong_one(tmp_path):
         assert ok.returncode == 0, ok.stderr.decode()
         rec.wait_for(lambda: len(rec.on(T.emotion)) >= 1)
         bad = run_cli(
-            *args, "--username", "serkit", "--flush-timeout-s", "3", *EVERY_WINDOW, env={"SERKIT_PASSWORD": "wrong"}
+            *args, "--username", "serkit", "--flush-timeout-s", "1", *EVERY_WINDOW, env={"SERKIT_PASSWORD": "wrong"}
         )
         err = bad.stderr.decode()
         assert bad.returncode == 1 and "Traceback" not in err
@@ -304,7 +304,7 @@ def test_tls_with_a_throwaway_ca(tmp_path):
         assert ok.returncode == 0, ok.stderr.decode()
         rec.wait_for(lambda: len(rec.on(T.emotion)) >= 1)
         # Without our CA the system's store does not trust the broker: nothing delivered, a clear error.
-        bad = run_cli(*args, "--broker", f"mqtts://localhost:{b.port}", "--flush-timeout-s", "2")
+        bad = run_cli(*args, "--broker", f"mqtts://localhost:{b.port}", "--flush-timeout-s", "1")
         last = bad.stderr.decode().strip().splitlines()[-1]
         assert bad.returncode == 1 and "not delivered" in last and "TLS verification failed" in last
         # Plain MQTT to the TLS port: the broker hangs up without a word, and the agent says what that means.

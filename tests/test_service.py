@@ -77,9 +77,10 @@ def test_a_second_signal_ends_the_wait_for_the_queue_at_once(tmp_path):
                   "--flush-timeout-s", "60", *EVERY_WINDOW)  # fmt: skip
     try:
         _wait_for_line(proc, "listening")
-        time.sleep(1)
+        time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
-        time.sleep(1)
+        _wait_for_line(proc, "SIGTERM: stopping")
+        time.sleep(0.3)
         assert proc.poll() is None  # waiting for the broker, up to flush_timeout_s
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -146,26 +147,16 @@ def _fifo(tmp_path):
     return str(path)
 
 
-def _tflite_with_output(tmp_path, shape: tuple[int, ...]):
-    """A valid TFLite model (made with the real converter) whose output is `shape`, beside the shipped spec."""
+def _tflite_with_output(tmp_path, name: str):
+    """A valid TFLite model made by the real converter (tests/data/, from a tf.function returning zeros of that
+    shape, input (1, 300, 40)), beside a copy of the shipped spec."""
     import shutil
 
-    tf = __import__("pytest").importorskip("tensorflow")
     from serkit.edge.agent import default_model_path
 
-    spec_src = default_model_path().with_suffix(".json")
-    from serkit.edge.spec import ModelSpec
-
-    spec = ModelSpec.load(spec_src)
-    frames, feats = spec.frames_per_window, spec.features.num_features
-
-    @tf.function(input_signature=[tf.TensorSpec([1, frames, feats], tf.float32)])
-    def f(x):
-        return tf.zeros(shape) + tf.reduce_mean(x)
-
-    model = tmp_path / "odd.tflite"
-    model.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f).convert())
-    shutil.copyfile(spec_src, model.with_suffix(".json"))
+    model = tmp_path / name
+    shutil.copyfile(ROOT / "tests" / "data" / name, model)
+    shutil.copyfile(default_model_path().with_suffix(".json"), model.with_suffix(".json"))
     return str(model)
 
 
@@ -189,7 +180,7 @@ BAD_INPUTS = {
     "/dev/zero as the file source": (lambda d: ["run", "--source", "file:/dev/zero", "--broker", "none"],
                                      "/dev/zero: is not a regular file"),
     "a model whose output is (1, 299, 8)": (
-        lambda d: ["run", "--model", _tflite_with_output(d, (1, 299, 8)), "--source", f"file:{WAV}", "--broker", "none"],
+        lambda d: ["run", "--model", _tflite_with_output(d, "output-1x299x8.tflite"), "--source", f"file:{WAV}", "--broker", "none"],
         "output shape (1, 299, 8)"),
     "an unclosed IPv6 bracket": (lambda d: ["run", "--broker", "mqtt://[::1"], "'broker' must look like"),
     "a stats interval past any timer": (lambda d: ["run", "--stats-interval-s", "1e10"], "'stats_interval_s' must be between"),
@@ -223,12 +214,15 @@ def test_underscores_are_allowed_in_a_device_id_as_the_message_says():
 def test_connection_problems_are_said_in_words_once_each():
     wav = SAMPLES / "01-angry-espeak.wav"
     args = ["run", "--source", f"file:{wav}", "--pace", "fast", "--flush-timeout-s", "1", *EVERY_WINDOW]
-    dns = run_cli(*args, "--broker", "mqtt://nonexistent.invalid")
-    err = dns.stderr.decode()
-    assert dns.returncode == 1 and "cannot resolve the host name 'nonexistent.invalid' (DNS:" in err
-    assert err.count("cannot connect to") == 1  # retried every second, said once
-    refused = run_cli(*args, "--broker", f"mqtt://127.0.0.1:{free_port()}")
-    assert "connection refused at 127.0.0.1:" in refused.stderr.decode().strip().splitlines()[-1]
+    cmd = [sys.executable, "-m", "serkit", *args]
+    both = [  # side by side: each waits out its flush timeout
+        subprocess.Popen([*cmd, "--broker", broker], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=ROOT)
+        for broker in ("mqtt://nonexistent.invalid", f"mqtt://127.0.0.1:{free_port()}")
+    ]
+    (dns_rc, dns_err), (refused_rc, refused_err) = [(p.wait(60), p.stderr.read().decode()) for p in both]
+    assert dns_rc == 1 and "cannot resolve the host name 'nonexistent.invalid' (DNS:" in dns_err
+    assert dns_err.count("cannot connect to") == 1  # retried every second, said once
+    assert refused_rc == 1 and "connection refused at 127.0.0.1:" in refused_err.strip().splitlines()[-1]
 
 
 def test_the_default_log_says_what_the_agent_does_and_quiet_prints_only_states(tmp_path):
