@@ -14,7 +14,7 @@ import select
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -70,15 +70,23 @@ class ArraySource:
         return f"{self.name} ({self.seconds:.1f} s, pace {self.pace})"
 
     def chunks(self, stop: threading.Event) -> Iterator[np.ndarray]:
-        t0 = time.monotonic()
-        for start in range(0, len(self.signal), self.chunk):
-            if stop.is_set():
+        pieces = (self.signal[start : start + self.chunk] for start in range(0, len(self.signal), self.chunk))
+        return paced(pieces, self.rate, self.pace, stop)
+
+
+def paced(pieces: Iterable[np.ndarray], rate: int, pace: str, stop: threading.Event) -> Iterator[np.ndarray]:
+    """The pieces as they come (pace "fast"), or each when a microphone would have delivered it ("realtime");
+    until `stop` is set."""
+    t0, sent = time.monotonic(), 0
+    for piece in pieces:
+        if stop.is_set():
+            return
+        if pace == "realtime":
+            ahead = sent / rate - (time.monotonic() - t0)
+            if ahead > 0 and stop.wait(ahead):
                 return
-            if self.pace == "realtime":
-                ahead = start / self.rate - (time.monotonic() - t0)
-                if ahead > 0 and stop.wait(ahead):
-                    return
-            yield self.signal[start : start + self.chunk]
+        sent += len(piece)
+        yield piece
 
 
 class FileSource:
@@ -97,18 +105,8 @@ class FileSource:
         return f"file {self.path} ({self.seconds:.1f} s, pace {self.pace})"
 
     def chunks(self, stop: threading.Event) -> Iterator[np.ndarray]:
-        t0, sent = time.monotonic(), 0
-        for block in self._blocks:
-            for start in range(0, len(block), self.chunk):
-                if stop.is_set():
-                    return
-                if self.pace == "realtime":
-                    ahead = sent / self.rate - (time.monotonic() - t0)
-                    if ahead > 0 and stop.wait(ahead):
-                        return
-                piece = block[start : start + self.chunk]
-                sent += len(piece)
-                yield piece
+        pieces = (block[s : s + self.chunk] for block in self._blocks for s in range(0, len(block), self.chunk))
+        return paced(pieces, self.rate, self.pace, stop)
 
 
 # -- stdin --------------------------------------------------------------------------------------------
