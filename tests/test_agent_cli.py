@@ -352,3 +352,32 @@ def test_microphone_that_disappears_is_found_again_and_reopened(caplog):
     assert world["opened"] == [(1, 48000), (3, 48000)]  # reopened under its new index, at its native rate
     assert mic.device["index"] == 3 and got > 16000
     assert any("stopped delivering audio" in r.message for r in caplog.records)
+
+
+def test_demo_listens_to_a_microphone_with_its_page_until_ctrl_c(alsa_capture):
+    pytest.importorskip("amqtt", reason="the 'demo' extra (amqtt) is not installed")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serkit", "demo", "--source", "mic:serkit_test", "--http", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, **alsa_capture},
+    )
+    try:
+        seen = []
+        deadline = time.monotonic() + 60
+        while not any("/emotion  {" in line for line in seen) and time.monotonic() < deadline:
+            line = proc.stdout.readline().decode()
+            if not line:
+                break
+            seen.append(line)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        seen.append(out.decode())
+    finally:
+        proc.kill()
+    text = "".join(seen)
+    assert proc.returncode == 0, err.decode()
+    assert "on mic:serkit_test" in text and "== listening until Ctrl-C" in text
+    assert "serkit/demo/emotion  {" in text and "synthetic" not in text  # a real microphone: no such note
+    assert re.search(r"^serkit: live page on http://127\.0\.0\.1:\d+/$", err.decode(), re.M)
