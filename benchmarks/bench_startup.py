@@ -2,8 +2,10 @@
 
 Run: python benchmarks/bench_startup.py [--repeats 15]
 Each command is the installed CLI in a fresh interpreter (python -m serkit, with the BLAS thread setting the
-CLI applies itself), timed wall-clock, interleaved with the reference `python -c "import numpy"`; the best of
-the repeats is kept, so the ratios hold on a busy machine. Goal: both <= 1.3x the reference.
+CLI applies itself), timed wall-clock from its start to its first result on stdout (predict's line for the
+clip; run's first state, --raw so that it is the first window's), interleaved with the reference
+`python -c "import numpy"` (start to a line printed once numpy is imported); the best of the repeats is kept, so the ratios hold on a busy
+machine. Goal: both <= 1.3x the reference.
 """
 
 from __future__ import annotations
@@ -18,13 +20,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "edge" / "samples" / "01-angry-espeak.wav"
 COMMANDS = {
-    "python -c 'import numpy' (reference)": [sys.executable, "-c", "import numpy"],
+    "python -c 'import numpy' (reference)": [sys.executable, "-c", "import numpy; print('imported', flush=True)"],
     "serkit predict CLIP": [sys.executable, "-m", "serkit", "predict", str(CLIP)],
-    "serkit run --source file:CLIP --pace fast --broker none": [
+    "serkit run --source file:CLIP --pace fast --broker none --raw": [
         sys.executable, "-m", "serkit", "run", "--source", f"file:{CLIP}", "--pace", "fast", "--broker", "none",
-        "--log-level", "error",
+        "--raw", "--log-level", "error",
     ],
 }  # fmt: skip
+
+
+def first_line_s(cmd: list[str]) -> float:
+    """Seconds from starting the command to its first line on stdout (its start-up, up to the first result)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tempfile.gettempdir())
+    proc.stdout.readline()
+    took = time.perf_counter() - t0
+    proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed")
+    return took
 
 
 def main() -> None:
@@ -34,23 +48,14 @@ def main() -> None:
     best = dict.fromkeys(COMMANDS, float("inf"))
     for _ in range(a.repeats):
         for name, cmd in COMMANDS.items():
-            t0 = time.perf_counter()
-            # From a neutral folder: the installed package, not this checkout's serkit/ folder, is what runs.
-            subprocess.run(
-                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tempfile.gettempdir(), check=True
-            )
-            best[name] = min(best[name], time.perf_counter() - t0)
+            best[name] = min(best[name], first_line_s(cmd))
     ref = best[next(iter(COMMANDS))]
     for name, seconds in best.items():
-        print(f"{name}: {seconds * 1000:.0f} ms, {seconds / ref:.2f}x the reference")
-    editable = any(
-        p.name.startswith("__editable__")
-        for p in Path(
-            subprocess.check_output(
-                [sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
-            ).strip()
-        ).iterdir()
-    )
+        print(f"{name}: {seconds * 1000:.0f} ms to the first result, {seconds / ref:.2f}x the reference")
+    purelib = subprocess.check_output(
+        [sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+    ).strip()
+    editable = any(p.name.startswith("__editable__") for p in Path(purelib).iterdir())
     print(f"goal: serkit predict and serkit run <= 1.30x ({'editable' if editable else 'regular'} install)")
 
 
