@@ -10,7 +10,6 @@ the tests can hold this module to it.
 from __future__ import annotations
 
 import dataclasses
-import decimal
 import functools
 import math
 from dataclasses import dataclass, fields
@@ -90,6 +89,8 @@ class FeatureConfig:
 
 
 def _round_half_up(x: float) -> int:
+    import decimal  # here: its import costs every start-up a few percent of numpy's
+
     # The decimal route is python_speech_features' own; floor(x + .5) differs on rare floats.
     return int(decimal.Decimal(x).quantize(decimal.Decimal("1"), rounding=decimal.ROUND_HALF_UP))
 

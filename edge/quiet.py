@@ -8,7 +8,6 @@ import contextlib
 import faulthandler
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
@@ -40,7 +39,7 @@ def captured_stderr() -> Iterator[Callable[[], str]]:
     """
     sys.stderr.flush()
     kept: list[str] = []
-    with tempfile.TemporaryFile() as capture:
+    with _scratch_file() as capture:
         try:
             saved = os.dup(2)
         except OSError:
@@ -59,6 +58,16 @@ def captured_stderr() -> Iterator[Callable[[], str]]:
                 faulthandler.disable()
             os.close(saved)
             kept.append(_read_all(capture))
+
+
+def _scratch_file() -> BinaryIO:
+    """An anonymous file: in memory on Linux (memfd), else a temporary file. tempfile is imported only
+    there, since it brings shutil, random and the compressors into every start-up."""
+    if hasattr(os, "memfd_create"):
+        return os.fdopen(os.memfd_create("serkit-stderr"), "w+b")
+    import tempfile
+
+    return tempfile.TemporaryFile()
 
 
 def _read_all(capture: BinaryIO) -> str:
