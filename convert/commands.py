@@ -226,6 +226,6 @@ def register_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-accuracy-drop", type=float, default=1.0, help="points of accuracy int8 may lose (1.0)")
     p.add_argument("--min-agreement", type=float, default=0.97, help="min window top-1 agreement with float (0.97)")
     p.add_argument("--calibration-windows", type=int, default=240, help="representative windows (stratified)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration draw (default 0)")
     _common(p)
     p.set_defaults(func=cmd_convert)

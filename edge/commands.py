@@ -394,9 +394,8 @@ def cmd_wait_online(args: argparse.Namespace) -> int:
 
 
 def register_wait_online(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = sub.add_parser(  # no help=: deploy's internal check stays out of the top-level command list
         "wait-online",
-        help="wait until the agent's availability topic says online (deploy's check)",
         description=(
             "Connect with the agent's config (broker, credentials, TLS, device id) and wait for "
             "<topic_prefix>/<device_id>/availability to read online. Exit 0 when it does, 1 on timeout."

@@ -18,11 +18,57 @@ def test_every_commands_help_renders(command, capsys):
     assert f"usage: serkit {command}" in capsys.readouterr().out
 
 
-def test_the_top_level_help_lists_every_command(capsys):
+def test_the_top_level_help_lists_every_command_but_the_internal_one(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     out = capsys.readouterr().out
-    assert all(name in out for name in COMMANDS)
+    assert all(name in out for name in COMMANDS if name != "wait-online")
+    assert "wait-online" not in out  # deploy's own check: it works, and stays out of the list
+
+
+def _subparser(command: str):
+    parser = build_parser(command)
+    sub = next(a for a in parser._actions if a.dest == "command")  # argparse keeps subparsers here
+    return sub.choices[command]
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_option_has_help_text(command):
+    missing = [a.option_strings[0] for a in _subparser(command)._actions if a.option_strings and not a.help]
+    assert missing == [], f"serkit {command}: {missing}"
+
+
+def test_counts_are_refused_in_one_line_before_anything_runs():
+    from conftest import cli, usage_error_line
+
+    assert (
+        usage_error_line(cli("train", "x", "--folds", "0"))
+        == "serkit train: error: argument --folds: must be >= 2, got 0"
+    )
+    assert usage_error_line(cli("predict", "--threads", "-3", "x.wav")).endswith("--threads: must be >= 1, got -3")
+    assert usage_error_line(cli("evaluate", "m.tflite", "d", "--threads", "0")).endswith("must be >= 1, got 0")
+
+
+def test_no_tflite_runtime_names_each_backend_and_why():
+    code = (
+        "import sys\n"
+        "for m in ('ai_edge_litert', 'ai_edge_litert.interpreter', 'tflite_runtime', 'tflite_runtime.interpreter',\n"
+        "          'tensorflow', 'tensorflow.lite', 'tensorflow.lite.python', 'tensorflow.lite.python.interpreter'):\n"
+        "    sys.modules[m] = None\n"
+        "from serkit.edge.runtime import interpreter_class\n"
+        "from serkit.edge.errors import SerkitError\n"
+        "try:\n"
+        "    interpreter_class()\n"
+        "except SerkitError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    line = proc.stdout.strip()
+    assert len(line.splitlines()) == 1, proc.stdout + proc.stderr
+    for backend in ("ai_edge_litert: ModuleNotFoundError", "tflite_runtime: ModuleNotFoundError",
+                    "tensorflow: ModuleNotFoundError"):  # fmt: skip
+        assert backend in line, line
+    assert line.startswith("no TFLite runtime could be loaded (") and "pip install ai-edge-litert" in line
 
 
 def test_run_and_predict_load_no_training_deploy_mqtt_or_tls_code():

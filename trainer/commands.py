@@ -360,8 +360,8 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-speakers", help="comma-separated test speakers, never used for training or stopping")
     p.add_argument(
         "--folds",
-        type=int,
-        help="k-fold cross-validation by speaker instead of one split (each fold trains the fixed --epochs)",
+        type=_int_at_least(2),
+        help="k-fold cross-validation by speaker instead of one split, K >= 2 (each fold trains the fixed --epochs)",
     )
     p.add_argument(
         "--refit",
@@ -375,7 +375,7 @@ def register_train(sub: argparse._SubParsersAction) -> None:
         help="random split by clip (speaker-DEPENDENT, optimistic; every number is labelled so)",
     )
     p.add_argument("--out", help="run folder (default: runs/<timestamp>)")
-    p.add_argument("--epochs", type=_int_at_least(1), default=60)
+    p.add_argument("--epochs", type=_int_at_least(1), default=60, help="passes over the training data (default 60)")
     # Defaults of None so that --folds can refuse them when given (see cmd_train).
     p.add_argument(
         "--min-epochs",
@@ -385,7 +385,7 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--patience", type=int, help="epochs without improvement before stopping (default 15; not with --folds)"
     )
-    p.add_argument("--batch-size", type=_int_at_least(1), default=32)
+    p.add_argument("--batch-size", type=_int_at_least(1), default=32, help="windows per training step (default 32)")
     p.add_argument(
         "--monitor",
         choices=("loss", "uar"),
@@ -399,12 +399,12 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--window-s", type=_positive_float, default=3.0, help="classification window (s)")
     p.add_argument("--hop-s", type=_positive_float, default=0.5, help="hop between windows at inference (s)")
-    p.add_argument("--rnn", choices=("lstm", "gru"), default="lstm")
+    p.add_argument("--rnn", choices=("lstm", "gru"), default="lstm", help="recurrent layer (default lstm)")
     p.add_argument("--units", type=_int_at_least(1), default=48, help="recurrent units")
     p.add_argument(
         "--centre", action="store_true", help="also feed the model each window minus its own mean (int8 > 150 KB)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed: weights, augmentation, folds (default 0)")
     p.add_argument(
         "--teachers",
         type=_int_at_least(0),
@@ -446,7 +446,7 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
     _add_data_args(p)
     p.add_argument("--speakers", help="only these speakers (comma-separated)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
-    p.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads")
+    p.add_argument("--threads", type=_int_at_least(1), default=1, help="TFLite interpreter threads (default 1)")
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -468,5 +468,5 @@ def register_predict(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help='one JSON object per line: {"file", "emotion", "confidence", "probabilities"}',
     )
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=_int_at_least(1), default=1, help="TFLite interpreter threads (default 1)")
     p.set_defaults(func=cmd_predict)
