@@ -19,7 +19,9 @@ import numpy as np
 
 from serkit.edge.errors import SerkitError
 
-CALIBRATION_ATTEMPTS = 3
+# One test model failed three attempts in a row in one run, and converted at the first attempt when run
+# again with the same draws: the failure is chance, per attempt, so enough attempts make it negligible.
+CALIBRATION_ATTEMPTS = 8
 
 
 def _convert(keras_path: str, out_path: str, mode: str, calibration: str | None = None) -> None:
@@ -91,10 +93,10 @@ def convert_int8_audited(
 ) -> dict:
     """Full-int8 conversion calibrated on draw(0), names stripped, audited; returns the last audit.
 
-    Now and then the quantizer leaves one op (seen: a SPLIT in the unrolled LSTM) float for one
-    calibration draw and not for another; a fresh draw (draw(1), draw(2), ...) is the fix, not
-    accepting the float op. Up to CALIBRATION_ATTEMPTS draws; refusing what problems remain is
-    the caller's.
+    Now and then the quantizer leaves one op (seen: a SPLIT in the unrolled LSTM) float, by chance
+    rather than for a given draw; another attempt, with a fresh draw (draw(1), draw(2), ...), is the
+    fix, not accepting the float op. Up to CALIBRATION_ATTEMPTS attempts; refusing what problems
+    remain is the caller's.
     """
     from serkit.convert.audit import audit, strip_names
 
