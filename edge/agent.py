@@ -28,6 +28,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("serkit")
 
 
+NO_BROKER = "none (states on stdout)"
+
+
+def broker_name(broker: str) -> str:
+    """The broker as logs and the page name it: its address, or NO_BROKER."""
+    return NO_BROKER if broker == "none" else broker
+
+
 def default_model_path() -> Path:
     from serkit.models import DEFAULT_MODEL, MODELS_DIR
 
@@ -82,6 +90,7 @@ class Agent:
     ) -> None:
         self.config = config
         self.feed = feed  # the live page's, when it is served
+        self.broker = broker_name(publisher.status()["broker"])
         self.model = model
         self.spec = model.spec
         self.source = source
@@ -171,17 +180,16 @@ class Agent:
             if state.changed:
                 line = f"{self.device}: {state.emotion} {100 * state.confidence:.0f}%"
                 log.info("%s", line)
-                if self.config.quiet and self.publisher.status()["broker"] != "none":
+                if self.config.quiet and self.broker != NO_BROKER:
                     print(line, flush=True)  # --quiet: the state changes alone, on stdout
 
     def start_line(self) -> str:
-        c = self.config
-        status = self.publisher.status()
-        broker = "none (states on stdout)" if status["broker"] == "none" else status["broker"]
-        discovery = f"discovery {'on' if c.discovery else 'off'}" if status["broker"] != "none" else "no discovery"
+        discovery = (
+            "no discovery" if self.broker == NO_BROKER else f"discovery {'on' if self.config.discovery else 'off'}"
+        )
         return (
             f"listening: model {self.model.name} ({self.model.backend}), source {self.source.describe()} at "
-            f"{self.spec.features.sample_rate} Hz, broker {broker}, device {self.device}, {discovery}"
+            f"{self.spec.features.sample_rate} Hz, broker {self.broker}, device {self.device}, {discovery}"
         )
 
     def check_length(self, seconds: float) -> None:
@@ -267,7 +275,7 @@ def make_dashboard(config: AgentConfig, model: TFLiteModel) -> Dashboard | None:
         "window_s": round(spec.window_s, 3),
         "raw": config.raw,
         "gate": {"enabled": config.gate, "floor_dbfs": config.gate_dbfs, "snr_db": config.gate_snr_db},
-        "broker": str(broker) if broker else "none (states on stdout)",
+        "broker": broker_name(str(broker) if broker else "none"),
     }
     return Dashboard(address, LiveFeed(info), config.masked(), config.http_token)
 

@@ -29,3 +29,9 @@ def require_extra(extra: str, *modules: str) -> None:
             f"this command needs the '{extra}' extra ({', '.join(missing)} not installed): "
             f"pip install 'serkit[{extra}]'"
         )
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

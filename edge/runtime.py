@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from serkit.edge.errors import SerkitError
+from serkit.edge.errors import SerkitError, first_line
 from serkit.edge.quiet import captured_stderr, quiet_stderr
 from serkit.edge.spec import ModelSpec
 
@@ -36,18 +36,13 @@ def interpreter_class(prefer: str | None = None) -> tuple[Any, str]:
                 warnings.simplefilter("ignore")
                 mod = importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - a wheel built for another numpy fails with more than ImportError
-            errors.append(f"{name}: {_first_line(exc)}")
+            errors.append(f"{name}: {first_line(exc)}")
             continue
         return mod.Interpreter, name
     raise SerkitError(
         f"no TFLite runtime could be loaded ({'; '.join(errors)}); "
         "pip install ai-edge-litert (or tflite-runtime with numpy<2 on armv7l)"
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 class TFLiteModel:

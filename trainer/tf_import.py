@@ -13,7 +13,7 @@ import os
 import sys
 from types import ModuleType
 
-from serkit.edge.errors import SerkitError
+from serkit.edge.errors import SerkitError, first_line
 from serkit.edge.quiet import captured_stderr
 
 
@@ -36,8 +36,7 @@ def import_keras() -> ModuleType:
 
 def _reason(exc: BaseException, printed: str) -> str:
     """The exception's first line, or else the last error line TensorFlow printed while failing."""
-    text = str(exc).strip().splitlines()
-    if text:
-        return f"{type(exc).__name__}: {text[0]}"
+    if str(exc).strip():
+        return first_line(exc)
     errors = [ln for ln in printed.splitlines() if ln[:1] in ("E", "F")]
     return errors[-1] if errors else type(exc).__name__
