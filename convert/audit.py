@@ -114,7 +114,10 @@ def _arena_estimate(ops: list[dict], tensors: dict[int, dict], interp: object) -
 
 def strip_names(path: Path) -> None:
     """Drop tensor/op name strings from the flatbuffer: on an unrolled RNN they are half the file."""
-    from tensorflow.lite.tools import flatbuffer_utils
+    from serkit.edge.quiet import captured_stderr
+
+    with captured_stderr():  # importing TensorFlow prints its oneDNN and absl lines to fd 2
+        from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(path))
     flatbuffer_utils.strip_strings(model)

@@ -36,6 +36,13 @@ def run_parity(
     return reports, windows
 
 
+def window_predictions(predict: WindowPredictor, spec: ModelSpec, feats: Sequence[np.ndarray]) -> np.ndarray:
+    """Every window's probabilities, in the order run_parity records them."""
+    rec = RecordingPredictor(predict)
+    clip_probabilities(rec, feats, spec)
+    return rec.windows
+
+
 def compare(reference: np.ndarray, other: np.ndarray) -> dict:
     diff = np.abs(reference - other)
     return {

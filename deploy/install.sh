@@ -72,7 +72,7 @@ wait_up() {
     # shellcheck source=/dev/null
     [ -r "$etc/serkit.env" ] && . "$etc/serkit.env"
     set +a
-    "$prefix/venv/bin/serkit" wait-online --config "$etc/serkit.toml" --timeout "$wait_s"
+    "$prefix/venv/bin/serkit" wait-online --config "$etc/serkit.toml" --timeout-s "$wait_s"
   ) || return 1
 }
 

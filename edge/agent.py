@@ -96,7 +96,7 @@ class Agent:
         self.source = source
         self.publisher = publisher
         self.device = config.effective_device_id()
-        hop = max(1, round(config.hop_s / self.spec.features.winstep)) if config.hop_s else self.spec.hop_frames
+        hop = self.spec.features.frames(config.hop_s) if config.hop_s else self.spec.hop_frames
         gate = GateSettings(
             enabled=config.gate,
             floor_dbfs=config.gate_dbfs,

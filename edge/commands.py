@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from serkit.edge.argtypes import positive_float
 from serkit.edge.config import AgentConfig, build_config
 from serkit.edge.errors import MissingExtraError, SerkitError
 
@@ -388,7 +389,7 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
 def cmd_wait_online(args: argparse.Namespace) -> int:
     from serkit.edge.online import wait_online
 
-    topic = wait_online(build_config(args.config, {}), args.timeout)
+    topic = wait_online(build_config(args.config, {}), args.timeout_s)
     print(f"{topic}: online" if topic else "broker = none: no availability topic to wait for")
     return 0
 
@@ -402,5 +403,66 @@ def register_wait_online(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--config", help="the agent's TOML config")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    p.add_argument("--timeout-s", type=positive_float, default=30.0, help="seconds to wait (default 30)")
+    p.add_argument(
+        "--timeout", type=positive_float, dest="timeout_s", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )  # installs before 0.4
     p.set_defaults(func=cmd_wait_online)
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from serkit.edge.audio import read_wav
+    from serkit.edge.features import mfcc
+
+    config, source = _feature_config(args.config)
+    # Said with the first result, so that a refused file is still the only line on stderr.
+    note = f"features: {config.num_features} per frame ({source})"
+    out_dir = Path(args.out) if args.out else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    for path in args.wav:
+        signal_, rate = read_wav(path, config.sample_rate)
+        feats = mfcc(signal_, config)
+        if note:
+            print(note, file=sys.stderr)
+            note = ""
+        line = f"{path}: {len(signal_) / rate:.2f} s -> {feats.shape[0]} frames x {feats.shape[1]} features"
+        if out_dir:
+            target = out_dir / (Path(path).stem + ".npy")
+            np.save(target, feats)
+            line += f" -> {target}"
+        print(line)
+    return 0
+
+
+def _feature_config(path: str | None) -> tuple[Any, str]:
+    """(FeatureConfig, where it came from): a model spec or a bare FeatureConfig JSON, else the shipped model's."""
+    from serkit.edge.features import FeatureConfig
+    from serkit.edge.files import read_text
+    from serkit.edge.spec import ModelSpec
+    from serkit.models import DEFAULT_MODEL
+
+    if not path:
+        return ModelSpec.load(DEFAULT_MODEL.with_suffix(".json")).features, f"the shipped model, {DEFAULT_MODEL.name}"
+    try:
+        data = json.loads(read_text(path, "JSON file"))
+    except json.JSONDecodeError as exc:
+        raise SerkitError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise SerkitError(f"{path}: expected a JSON object")
+    # A model spec holds its features under "features"; a bare FeatureConfig is the object itself.
+    return FeatureConfig.from_dict(data.get("features", data), where=f"{path}: features"), path
+
+
+def register_features(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "features",
+        help="compute the MFCC features the model sees for WAV files",
+        description="Compute the numpy MFCCs (the edge/trainer contract) for WAV files; optionally save .npy.",
+    )
+    p.add_argument("wav", nargs="+", help="WAV file(s); any rate, resampled to the config's rate")
+    p.add_argument(
+        "--config", help="JSON FeatureConfig or a model spec (.json beside a .tflite); default: the shipped model's"
+    )
+    p.add_argument("--out", help="folder for one .npy per file (default: print shapes only)")
+    p.set_defaults(func=cmd_features)

@@ -193,14 +193,12 @@ def _parse_text(key: str, text: str, kind: str, where: str) -> Any:
 def load_toml(path: str | Path) -> dict[str, Any]:
     import tomllib
 
+    from serkit.edge.files import read_text
+
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise SerkitError(f"{p}: no such config file") from None
-    except IsADirectoryError:
-        raise SerkitError(f"{p}: is a directory, expected a TOML file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(read_text(p, "config file"))
+    except tomllib.TOMLDecodeError as exc:
         raise SerkitError(f"{p}: not valid TOML ({exc})") from None
     for key, value in data.items():
         if isinstance(value, dict):

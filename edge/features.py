@@ -53,6 +53,10 @@ class FeatureConfig:
     def frame_step(self) -> int:
         return _round_half_up(self.winstep * self.sample_rate)
 
+    def frames(self, seconds: float) -> int:
+        """How many frame steps make `seconds` (at least one): a hop or a gate span in frames."""
+        return max(1, round(seconds / self.winstep))
+
     @property
     def num_features(self) -> int:
         return self.numcep * (1 + self.delta_order)

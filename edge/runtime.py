@@ -78,6 +78,18 @@ class TFLiteModel:
         self._out_scale, self._out_zp = self._out["quantization"]
 
     @property
+    def input_quantization(self) -> tuple[float, int]:
+        """(scale, zero point) of the input tensor; (0.0, 0) for a float input."""
+        scale, zero = self._in["quantization"]
+        return float(scale), int(zero)
+
+    @property
+    def output_quantization(self) -> tuple[float, int]:
+        """(scale, zero point) of the output tensor; (0.0, 0) for a float output."""
+        scale, zero = self._out["quantization"]
+        return float(scale), int(zero)
+
+    @property
     def name(self) -> str:
         """The model's own name: the file name its converter gave it, which a deployed copy keeps in the spec."""
         return Path(self.spec.model_file).stem if self.spec.model_file else self.path.stem

@@ -49,7 +49,7 @@ class ModelSpec:
 
     @property
     def hop_frames(self) -> int:
-        return max(1, round(self.hop_s / self.features.winstep))
+        return self.features.frames(self.hop_s)
 
     def normalise(self, feats: np.ndarray) -> np.ndarray:
         return ((feats - self.mean) / self.std).astype(np.float32)
@@ -142,13 +142,12 @@ class ModelSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> ModelSpec:
+        from serkit.edge.files import read_text
+
         p = Path(path)
+        text = read_text(p, "model spec", missing="model spec not found (every model needs its .json beside it)")
         try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise SerkitError(f"{p}: model spec not found (every model needs its .json beside it)") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SerkitError(f"{p}: cannot read model spec ({exc})") from None
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SerkitError(f"{p}: model spec is not valid JSON ({exc})") from None
         return cls.from_dict(data, where=str(p))

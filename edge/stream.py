@@ -119,7 +119,7 @@ class StreamClassifier:
         cfg = spec.features
         self._extractor = FeatureExtractor(cfg)
         self._step_s = cfg.winstep
-        self._history_blocks = max(1, round(gate.floor_s / cfg.winstep))
+        self._history_blocks = cfg.frames(gate.floor_s)
         self._levels = FrameLevels(cfg.frame_step, self._history_blocks + self.T + hop_frames)
         self.feature_ms = 0.0  # totals, for stats and benchmarks
         self.inference_ms = 0.0

@@ -14,7 +14,7 @@ def window_starts(n_frames: int, frames_per_window: int, hop_frames: int) -> lis
 
     The closing window matters: a 3 s window every 0.5 s leaves up to 0.49 s of a
     clip in no window, and adding it scored 19 of 25 RAVDESS fold models better on
-    their held-out speakers (+0.9 points on average; models/README.md).
+    their held-out speakers (+0.9 points on average; docs/experiments.md).
     A clip shorter than one window gets one padded window.
     """
     if n_frames <= frames_per_window:

@@ -199,7 +199,8 @@ def run_dir(corpus, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def refit_dir(corpus, tmp_path_factory) -> Path:
-    """`--folds 2 --refit` through the CLI: two fold models for the estimate, then one on every speaker."""
-    out, stdout = _train_tiny(corpus, tmp_path_factory, "--folds", "2", "--refit", "--epochs", "8")
+    """`--folds 2 --refit --room` through the CLI: two fold models for the estimate (clean and in simulated
+    rooms), then one on every speaker."""
+    out, stdout = _train_tiny(corpus, tmp_path_factory, "--folds", "2", "--refit", "--epochs", "8", "--room")
     assert "every speaker held out once" in stdout
     return out

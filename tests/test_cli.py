@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -38,6 +39,17 @@ def test_every_option_has_help_text(command):
     assert missing == [], f"serkit {command}: {missing}"
 
 
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_option_with_a_default_shows_it_in_its_help(command):
+    parser = _subparser(command)
+    formatter = parser._get_formatter()
+    hidden = [a for a in parser._actions if a.help == argparse.SUPPRESS]
+    shown = [a for a in parser._actions if a.option_strings and a not in hidden and a.dest != "help"]
+    with_default = [a for a in shown if not (a.default is None or a.default is False or a.default == "")]
+    silent = [a.option_strings[0] for a in with_default if "default" not in formatter._expand_help(a)]
+    assert silent == [], f"serkit {command}: {silent}"
+
+
 def test_counts_are_refused_in_one_line_before_anything_runs():
     from conftest import cli, usage_error_line
 
@@ -47,6 +59,11 @@ def test_counts_are_refused_in_one_line_before_anything_runs():
     )
     assert usage_error_line(cli("predict", "--threads", "-3", "x.wav")).endswith("--threads: must be >= 1, got -3")
     assert usage_error_line(cli("evaluate", "m.tflite", "d", "--threads", "0")).endswith("must be >= 1, got 0")
+    assert usage_error_line(cli("deploy", "--port", "70000")).endswith("a port number, 1 to 65535, got 70000")
+    assert usage_error_line(cli("deploy", "--wait-s", "inf")).endswith("must be a finite number, got inf")
+    assert usage_error_line(cli("wait-online", "--timeout-s", "-1")).endswith("must be > 0, got -1")
+    assert usage_error_line(cli("convert", "m", "d", "--min-agreement", "1.5")).endswith("must be at most 1, got 1.5")
+    assert usage_error_line(cli("train", "d", "--conv-filters", "48,x")).endswith("whole numbers: '48,x'")
 
 
 def test_no_tflite_runtime_names_each_backend_and_why():

@@ -93,6 +93,13 @@ def test_bad_manifests(tmp_path, content, needle):
     assert needle in str(err.value)
 
 
+def test_a_manifest_that_is_not_text_is_one_line(tmp_path):
+    (tmp_path / "list.csv").write_bytes(b"path,label\n\xff\xfe\x00a.wav,happy\n")
+    with pytest.raises(SerkitError) as err:
+        corpora.load_corpus(tmp_path / "list.csv")
+    assert str(err.value).startswith(f"{tmp_path / 'list.csv'}: not a text file, expected a manifest")
+
+
 def test_label_selection_and_merging():
     present = {"neutral", "calm", "happy", "sad", "surprised"}
     m = corpora.parse_label_map("common6,calm=neutral", present)

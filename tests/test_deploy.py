@@ -181,7 +181,7 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path):
 def test_dry_run_prints_every_step_and_touches_nothing(tmp_path):
     port = free_port()  # unreachable: a dry run must not try
     proc = run_cli(
-        "deploy", "--host", "pi@127.0.0.1", "--port", str(port), "--board", "pi4", "--dry-run", "--wait", "12"
+        "deploy", "--host", "pi@127.0.0.1", "--port", str(port), "--board", "pi4", "--dry-run", "--wait-s", "12"
     )
     out = proc.stdout.decode()
     assert proc.returncode == 0, proc.stderr.decode()
@@ -327,7 +327,7 @@ def test_model_only_rolls_back_when_the_agent_does_not_come_up(deployed, tmp_pat
     broken.write_bytes(b"TFL3 this is not a model")
     shutil.copyfile(MODEL.with_suffix(".json"), broken.with_suffix(".json"))
     # --force skips loading it here, as for a model with ops only the Pi's runtime has.
-    proc = pi.deploy("--model-only", "--model", str(broken), "--force", "--wait", "20")
+    proc = pi.deploy("--model-only", "--model", str(broken), "--force", "--wait-s", "20")
     last = assert_error_last_line(proc, "failed", "did not come up", "rolled back")
     assert "rolling back" in proc.stderr.decode(), last
     assert pi.current() == previous and not (pi.models / model_id(broken)).exists()
@@ -350,13 +350,13 @@ def test_wait_online_times_out_in_one_line_and_sees_online(tmp_path):
     broker = Mosquitto(tmp_path / "mq").start()
     try:
         cfg = _user_config(tmp_path, broker.url, "mic")
-        proc = run_cli("wait-online", "--config", str(cfg), "--timeout", "1")
+        proc = run_cli("wait-online", "--config", str(cfg), "--timeout-s", "1")
         assert_one_line_error(proc, "serkit/testpi/availability", "did not say online within 1 s", "no message")
         subprocess.run(
             ["mosquitto_pub", "-p", str(broker.port), "-t", "serkit/testpi/availability", "-m", "online", "-r"],
             check=True,
         )
-        ok = run_cli("wait-online", "--config", str(cfg), "--timeout", "10")
+        ok = run_cli("wait-online", "--config", str(cfg), "--timeout", "10")  # the spelling of earlier installs
         assert ok.returncode == 0 and b"serkit/testpi/availability: online" in ok.stdout, ok.stderr
     finally:
         broker.stop()

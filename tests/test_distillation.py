@@ -54,13 +54,7 @@ def test_train_refuses_a_negative_teacher_count(tmp_path):
     assert usage_error_line(proc) == "serkit train: error: argument --teachers: must be >= 0, got -1"
 
 
-@pytest.mark.parametrize(("value", "why"), [("0", "must be > 0, got 0"), ("1.5", "must be at most 1, got 1.5")])
-def test_train_refuses_a_distil_weight_outside_zero_to_one(tmp_path, value, why):
-    proc = run_cli("train", str(tmp_path), "--teachers", "1", "--distil-weight", value)
-    assert usage_error_line(proc) == f"serkit train: error: argument --distil-weight: {why}"
-
-
-@pytest.mark.parametrize("flag", [("--distil-weight", "0.8"), ("--teacher-epochs", "40")])
+@pytest.mark.parametrize("flag", [("--teacher-epochs", "40")])
 def test_teacher_options_without_teachers_are_a_clear_error(corpus, tmp_path, flag):
     # Accepting them would let a user believe the model was distilled.
     proc = run_cli("train", str(corpus), *flag, "--out", str(tmp_path / "r"))
@@ -73,9 +67,9 @@ def test_distilled_run_trains_its_teachers_on_the_same_speakers_and_reports_them
     pytest.importorskip("tensorflow")
     from serkit.edge.spec import ModelSpec
 
-    # The same command as run_dir, plus one teacher, of 12 epochs, taking 0.7 of each target.
+    # The same command as run_dir, plus one teacher, of 12 epochs, taking half of each target.
     args = ("--val-speakers", "07,08", "--epochs", "14", "--min-epochs", "4", "--teachers", "1")
-    out, stdout = _train_tiny(corpus, tmp_path_factory, *args, "--teacher-epochs", "12", "--distil-weight", "0.7")
+    out, stdout = _train_tiny(corpus, tmp_path_factory, *args, "--teacher-epochs", "12")
     assert "speaker-independent" in stdout
 
     teacher = out / "teachers" / "seed1"
@@ -85,7 +79,7 @@ def test_distilled_run_trains_its_teachers_on_the_same_speakers_and_reports_them
     t_train, s_train = t_spec.info["training"], s_spec.info["training"]
     assert t_train["options"]["seed"] == 1 and t_train["options"]["teachers"] == 0
     assert s_train["options"]["seed"] == 0 and s_train["options"]["teachers"] == 1
-    assert s_train["options"]["distil_weight"] == 0.7
+    assert s_train["options"]["distil_weight"] == 0.5
     assert (t_train["options"]["epochs"], s_train["options"]["epochs"]) == (12, 14)
     assert len(json.loads((teacher / "history.json").read_text())["loss"]) <= 12
     # The teacher never heard the held-out speakers either.

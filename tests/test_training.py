@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import assert_one_line_error, run_cli
@@ -100,6 +101,12 @@ def test_refit_trains_the_folds_then_every_speaker_and_carries_the_estimate(refi
     assert [f["best_epoch"] for f in cv["per_fold"]] == [8, 8]
     assert cv["accuracy"] == pytest.approx(sum(f["accuracy"] for f in cv["per_fold"]) / 2)
     assert cv["accuracy"] > 0.5  # chance is 1/3
+    # --room: the same held-out clips scored in simulated rooms, beside the clean figures, per fold and pooled.
+    room = cv["room"]
+    assert room["pooled"]["clips"] == 96 and all("room" in f for f in cv["per_fold"])
+    assert room["accuracy"] == pytest.approx(sum(f["room"]["accuracy"] for f in cv["per_fold"]) / 2)
+    assert sum(b["clips"] for b in room["by_rt60_s"]) == sum(b["clips"] for b in room["by_snr_db"]) == 96
+    assert "in simulated rooms accuracy" in cv_line(refit_dir)
     assert (refit_dir / "cv_confusion_matrix.png").stat().st_size > 0
     from PIL import Image
 
@@ -120,6 +127,10 @@ def test_refit_trains_the_folds_then_every_speaker_and_carries_the_estimate(refi
     folds = [json.loads((refit_dir / f"fold{i}" / "metrics.json").read_text()) for i in (1, 2)]
     medians = sorted(f["median_window_confidence"] for f in folds)
     assert spec.threshold == pytest.approx(sum(medians) / 2) and 0 < spec.threshold <= 1
+
+
+def cv_line(run: Path) -> str:
+    return ModelSpec.load(run / "model.json").info["training"]["protocol"]["estimate"]
 
 
 def test_refit_without_folds_is_a_clear_error(corpus, tmp_path):

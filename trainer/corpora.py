@@ -155,10 +155,9 @@ def _from_folders(root: Path, wavs: Iterable[Path]) -> list[Clip]:
 
 def load_manifest(path: Path) -> list[Clip]:
     """A CSV with a header `path,label[,speaker]`; paths relative to the CSV's folder."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise SerkitError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
+    from serkit.edge.files import read_text
+
+    text = read_text(path, "manifest", encoding="utf-8-sig")  # a spreadsheet's BOM is not part of the header
     rows = list(csv.reader(text.splitlines()))
     if not rows:
         raise SerkitError(f"{path}: manifest is empty")

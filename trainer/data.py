@@ -28,19 +28,13 @@ from serkit.edge.features import FeatureConfig, FeatureExtractor, dct_lifter_mat
 from serkit.edge.resample import resample_poly
 from serkit.edge.windows import clip_windows
 from serkit.trainer.corpora import Clip
+from serkit.trainer.progress import progress
+from serkit.trainer.room import TRAIN_ROOMS, ClipRoom, RoomRecipe, draw, room_bank, simulate
 
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "serkit"
-
-
-def _progress(items: Sequence, desc: str) -> Iterator:
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return iter(items)
-    return iter(tqdm(items, desc=desc, unit="clip", file=sys.stderr, leave=False, disable=len(items) < 50))
 
 
 class ClipStore:
@@ -52,15 +46,17 @@ class ClipStore:
         self._cfg_key = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
         self._extractor = FeatureExtractor(config)
         self._noise: list[np.ndarray] | None = None
+        self._rooms: dict[RoomRecipe, tuple[list[np.ndarray], np.ndarray]] = {}
 
-    def _key(self, path: Path) -> str:
+    def _key(self, path: Path, extra: str = "") -> str:
         st = path.stat()
-        return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+        return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}{extra}".encode()).hexdigest()
 
-    def _cached(self, kind: str, path: Path, compute: callable) -> np.ndarray:
+    def _cached(self, kind: str, path: Path, compute: callable, extra: str = "") -> np.ndarray:
+        """compute() once per (kind, file, extra), kept as .npy and read memory-mapped."""
         if self.cache_dir is None:
             return compute()
-        key = self._key(path)
+        key = self._key(path, extra)
         target = self.cache_dir / kind / key[:2] / f"{key}.npy"
         if target.exists():
             try:
@@ -107,6 +103,35 @@ class ClipStore:
 
         return self._cached(f"features-{self._cfg_key}-speed{factor:g}", clip.path, compute)
 
+    def room_bank(self, recipe: RoomRecipe) -> tuple[list[np.ndarray], np.ndarray]:
+        """The recipe's impulse responses and RT60s, computed once per cache."""
+        if recipe not in self._rooms:
+            self._rooms[recipe] = room_bank(recipe, self.config.sample_rate, self.cache_dir)
+        return self._rooms[recipe]
+
+    def room_condition(self, clip: Clip, recipe: RoomRecipe, variant: int = 0) -> ClipRoom:
+        return draw(recipe, self.room_bank(recipe)[1], clip.path.name, variant)
+
+    def room_features(
+        self, clip: Clip, recipe: RoomRecipe, variant: int = 0, babble: Sequence[Clip] = (), speed: float = 1.0
+    ) -> np.ndarray:
+        """Features of the clip (played `speed` times faster) in its drawn room of the recipe (see trainer.room);
+        babble: other talkers' clips."""
+
+        def compute() -> np.ndarray:
+            voices = [np.asarray(self.audio(c)) for c in babble]
+            x = np.asarray(self.audio(clip))
+            if speed != 1.0:
+                x = change_speed(x, speed)
+            y, _ = simulate(x, self.room_bank(recipe), recipe, self.config.sample_rate, clip.path.name, variant, voices)
+            return self._extractor.extract(y)
+
+        talkers = "".join(f"|{c.path.resolve()}" for c in babble)
+        kind = f"features-{self._cfg_key}-room{recipe.key(self.config.sample_rate)}-{variant}" + (
+            f"-speed{speed:g}" if speed != 1.0 else ""
+        )
+        return self._cached(kind, clip.path, compute, talkers)
+
     def _noise_bank(self) -> list[np.ndarray]:
         if self._noise is None:
             self._noise = noise_bank(30.0, self.config.sample_rate, np.random.default_rng(1234))
@@ -115,7 +140,7 @@ class ClipStore:
     def load(self, clips: Sequence[Clip], desc: str = "features") -> tuple[list[Clip], list[np.ndarray]]:
         """Features of every readable clip; unreadable ones are skipped, counted and listed on stderr."""
         ok, feats, bad = [], [], []
-        for clip in _progress(clips, desc):
+        for clip in progress(clips, desc):
             try:
                 feats.append(self.features(clip))
                 ok.append(clip)
@@ -213,6 +238,14 @@ class Augment:
     warp_prob: float = 0.5
     mixup: bool = True
     mixup_alpha: float = 0.4
+    room: bool = False
+    room_variants: int = 4
+    room_prob: float = 0.3
+
+    def room_speed(self, variant: int) -> float:
+        """The speed of room variant `variant` (1, 2, ...): the speed changes in turn, so that room windows
+        vary between voices as much as the others do."""
+        return self.speeds[(variant - 1) % len(self.speeds)] if self.speed and self.speeds else 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -244,7 +277,12 @@ def compute_variants(
             jobs += [partial(store.noisy_features, c, v, augment.snr_db) for v in range(1, augment.noise_variants + 1)]
         if augment.speed:
             jobs += [partial(store.speed_features, c, f) for f in augment.speeds]
-    for job in _progress(jobs, desc) if desc else jobs:
+        if augment.room:
+            jobs += [
+                partial(store.room_features, c, TRAIN_ROOMS, v, speed=augment.room_speed(v))
+                for v in range(1, augment.room_variants + 1)
+            ]
+    for job in progress(jobs, desc) if desc else jobs:
         try:
             job()
         except SerkitError:
@@ -309,6 +347,9 @@ class TrainingStream:
     def _variant(self, clip: Clip) -> np.ndarray:
         """Features of a randomly chosen speed-changed, noisy or clean copy of the clip."""
         a, rng = self.augment, self.rng
+        if a.room and rng.random() < a.room_prob:
+            v = int(rng.integers(1, a.room_variants + 1))
+            return self.store.room_features(clip, TRAIN_ROOMS, v, speed=a.room_speed(v))
         if a.speed and a.speeds and rng.random() < a.speed_prob:
             return self.store.speed_features(clip, a.speeds[int(rng.integers(len(a.speeds)))])
         variant = int(rng.integers(0, a.noise_variants + 1)) if a.noise else 0

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 
 from serkit.edge.errors import SerkitError
@@ -29,6 +29,7 @@ from serkit.edge.features import FeatureConfig
 from serkit.edge.spec import ModelSpec
 from serkit.trainer.corpora import Clip
 from serkit.trainer.data import Augment, ClipStore, compute_variants
+from serkit.trainer.room import TRAIN_ROOMS, room_bank
 from serkit.trainer.splits import Split
 from serkit.trainer.train import TrainOptions, stderr_log, train_run
 
@@ -57,11 +58,17 @@ def model_runs(title: str, split: Split, options: TrainOptions, out_dir: Path) -
 
     The teachers train options.teacher_epochs when set: a model learning from teachers keeps
     gaining from a longer schedule after a single model has stopped gaining (on RAVDESS, 90 epochs
-    distilled from two 60-epoch teachers, see models/README.md).
+    distilled from two 60-epoch teachers, see docs/experiments.md).
     """
     epochs = options.teacher_epochs or options.epochs
     teacher_options = replace(
-        options, teachers=0, teacher_epochs=None, epochs=epochs, min_epochs=min(options.min_epochs, epochs)
+        options,
+        model=options.teacher_model or options.model,
+        teachers=0,
+        teacher_epochs=None,
+        teacher_model=None,
+        epochs=epochs,
+        min_epochs=min(options.min_epochs, epochs),
     )
     teachers = [
         Run(
@@ -227,7 +234,7 @@ def _side_by_side(
         # rather than a kill: the worker then stops at its next Python step and hands the executor
         # back its locks, which a killed one would leave behind. (A Ctrl-C reached them already.)
         if not isinstance(exc, KeyboardInterrupt):
-            for process in list(getattr(pool, "_processes", {}).values()):
+            for process in active_children():  # the pool's workers: this process starts no others
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGINT)
         pool.shutdown(wait=True, cancel_futures=True)
@@ -270,6 +277,8 @@ def _warm_cache(
     for (features, augment), by_path in groups.items():
         clips, trained = zip(*by_path.values(), strict=True)
         log(f"features of {len(clips)} clips and augmented variants of {sum(trained)}, in {jobs} processes")
+        if augment.room:  # the rooms once, here, rather than the same bank in every worker at once
+            room_bank(TRAIN_ROOMS, features.sample_rate, cache_dir)
         chunks = [(clips[i::jobs], trained[i::jobs]) for i in range(jobs)]
         for future in [pool.submit(_warm_in_worker, c, t, features, augment, cache_dir) for c, t in chunks if c]:
             future.result()

@@ -1,0 +1,25 @@
+"""Reading a user's text file (config, spec, recipe) with every failure as one line naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def read_text(path: str | Path, what: str, missing: str | None = None, encoding: str = "utf-8") -> str:
+    """The file's text (UTF-8 unless told), or a SerkitError: "<path>: no such <what>", "is a directory", "cannot read"...
+
+    `missing` replaces the "no such" line where a hint helps (a spec that must sit beside its model).
+    """
+    from serkit.edge.errors import SerkitError
+
+    p = Path(path)
+    try:
+        return p.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise SerkitError(f"{p}: {missing or f'no such {what}'}") from None
+    except IsADirectoryError:
+        raise SerkitError(f"{p}: is a directory, expected a {what}") from None
+    except UnicodeDecodeError as exc:
+        raise SerkitError(f"{p}: not a text file, expected a {what} ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise SerkitError(f"{p}: cannot read {what} ({exc.strerror or exc})") from None
