@@ -20,10 +20,8 @@ from serkit.trainer.recipe import apply_recipe, recipe_text
 AUGMENTATIONS = ("noise", "speed", "warp", "gain", "shift", "specaugment", "mixup")
 
 
-def filter_list(text: str | tuple[int, ...]) -> tuple[int, ...]:
-    """ "48,64,64,64" -> (48, 64, 64, 64): one to six blocks of 1 to 512 filters."""
-    if isinstance(text, tuple):
-        return text
+def filter_list(text: str) -> tuple[int, ...]:
+    """Filters per convolution block, from "48,64,64,64": one to six blocks of 1 to 512 filters."""
     try:
         filters = tuple(int(part) for part in text.split(","))
     except ValueError:
@@ -66,7 +64,8 @@ def train_options(args: argparse.Namespace):  # noqa: ANN201
 
     switches = {name: getattr(args, name) for name in AUGMENTATIONS}
     options = TrainOptions(
-        model=ModelConfig(conv_filters=filter_list(args.conv_filters), rnn_units=args.units, separable=args.separable),
+        # argparse has turned both into tuples (it parses a text default with the option's type too).
+        model=ModelConfig(conv_filters=args.conv_filters, rnn_units=args.units, separable=args.separable),
         augment=Augment(**switches, room=args.train_rooms),
         window_s=args.window_s,
         hop_s=args.hop_s,
@@ -80,7 +79,7 @@ def train_options(args: argparse.Namespace):  # noqa: ANN201
         teachers=args.teachers,
         teacher_epochs=args.teacher_epochs,
         teacher_model=(
-            ModelConfig(conv_filters=filter_list(args.teacher_conv_filters), rnn_units=args.units)
+            ModelConfig(conv_filters=args.teacher_conv_filters, rnn_units=args.units)
             if args.teacher_conv_filters
             else None
         ),
