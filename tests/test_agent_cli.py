@@ -381,3 +381,16 @@ def test_demo_listens_to_a_microphone_with_its_page_until_ctrl_c(alsa_capture):
     assert "on mic:serkit_test" in text and "== listening until Ctrl-C" in text
     assert "serkit/demo/emotion  {" in text and "synthetic" not in text  # a real microphone: no such note
     assert re.search(r"^serkit: live page on http://127\.0\.0\.1:\d+/$", err.decode(), re.M)
+
+
+def test_docs_agent_lists_every_config_key_with_its_default():
+    from dataclasses import fields
+
+    text = (ROOT / "docs" / "agent.md").read_text()
+    rows = dict(re.findall(r"^\| `([a-z_0-9]+)` \| ([^|]+) \|", text, flags=re.M))
+    keys = {f.name: f for f in fields(AgentConfig)}
+    assert set(rows) == set(keys)
+    for name, f in keys.items():
+        d = f.default
+        shown = "(empty)" if d == "" else (str(d).lower() if isinstance(d, bool) else str(d))
+        assert rows[name].strip() == shown, name
