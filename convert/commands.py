@@ -220,7 +220,7 @@ def runtime_agreement(
 ) -> dict[str, float]:
     """Window top-1 agreement of the int8 file under each installed runtime with `backend`'s: the same file
     must decide the same under every runtime the Pi might use."""
-    from serkit.convert.parity import window_predictions
+    from serkit.convert.parity import recorded_predictions
     from serkit.edge.runtime import TFLiteModel, interpreter_class
 
     top1 = reference.argmax(1)
@@ -232,8 +232,8 @@ def runtime_agreement(
             interpreter_class(other)
         except SerkitError:
             continue
-        probs = window_predictions(TFLiteModel(int8_path, spec, backend=other).predict, spec, feats)
-        agreement[other] = float((probs.argmax(1) == top1).mean())
+        _, windows = recorded_predictions(TFLiteModel(int8_path, spec, backend=other).predict, spec, feats)
+        agreement[other] = float((windows.argmax(1) == top1).mean())
     return agreement
 
 

@@ -29,18 +29,18 @@ def run_parity(
     """Metrics per model (same code as training) and each model's window probabilities."""
     reports, windows = {}, {}
     for name, predict in predictors.items():
-        rec = RecordingPredictor(predict)
-        probs = clip_probabilities(rec, feats, spec)
+        probs, windows[name] = recorded_predictions(predict, spec, feats)
         reports[name] = evaluate_predictions(probs, y, speakers, spec.labels, protocol)
-        windows[name] = rec.windows
     return reports, windows
 
 
-def window_predictions(predict: WindowPredictor, spec: ModelSpec, feats: Sequence[np.ndarray]) -> np.ndarray:
-    """Every window's probabilities, in the order run_parity records them."""
+def recorded_predictions(
+    predict: WindowPredictor, spec: ModelSpec, feats: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(each clip's probabilities, every window's probabilities in the order they were scored)."""
     rec = RecordingPredictor(predict)
-    clip_probabilities(rec, feats, spec)
-    return rec.windows
+    probs = clip_probabilities(rec, feats, spec)
+    return probs, rec.windows
 
 
 def compare(reference: np.ndarray, other: np.ndarray) -> dict:

@@ -438,18 +438,13 @@ def cmd_features(args: argparse.Namespace) -> int:
 def _feature_config(path: str | None) -> tuple[Any, str]:
     """(FeatureConfig, where it came from): a model spec or a bare FeatureConfig JSON, else the shipped model's."""
     from serkit.edge.features import FeatureConfig
-    from serkit.edge.files import read_text
+    from serkit.edge.files import read_json_object
     from serkit.edge.spec import ModelSpec
     from serkit.models import DEFAULT_MODEL
 
     if not path:
         return ModelSpec.load(DEFAULT_MODEL.with_suffix(".json")).features, f"the shipped model, {DEFAULT_MODEL.name}"
-    try:
-        data = json.loads(read_text(path, "JSON file"))
-    except json.JSONDecodeError as exc:
-        raise SerkitError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise SerkitError(f"{path}: expected a JSON object")
+    data = read_json_object(path, "feature config or model spec")
     # A model spec holds its features under "features"; a bare FeatureConfig is the object itself.
     return FeatureConfig.from_dict(data.get("features", data), where=f"{path}: features"), path
 

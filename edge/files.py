@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def read_text(path: str | Path, what: str, missing: str | None = None, encoding: str = "utf-8") -> str:
@@ -23,3 +24,20 @@ def read_text(path: str | Path, what: str, missing: str | None = None, encoding:
         raise SerkitError(f"{p}: not a text file, expected a {what} ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise SerkitError(f"{p}: cannot read {what} ({exc.strerror or exc})") from None
+
+
+def read_json_object(path: str | Path, what: str, missing: str | None = None) -> dict[str, Any]:
+    """The file's JSON object, or one SerkitError line: the read_text failures, "<what> is not valid JSON",
+    "expected a JSON object"."""
+    import json
+
+    from serkit.edge.errors import SerkitError
+
+    text = read_text(path, what, missing)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SerkitError(f"{path}: {what} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise SerkitError(f"{path}: expected a JSON object")
+    return data

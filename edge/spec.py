@@ -142,15 +142,10 @@ class ModelSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> ModelSpec:
-        from serkit.edge.files import read_text
+        from serkit.edge.files import read_json_object
 
-        p = Path(path)
-        text = read_text(p, "model spec", missing="model spec not found (every model needs its .json beside it)")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SerkitError(f"{p}: model spec is not valid JSON ({exc})") from None
-        return cls.from_dict(data, where=str(p))
+        missing = "model spec not found (every model needs its .json beside it)"
+        return cls.from_dict(read_json_object(path, "model spec", missing), where=str(Path(path)))
 
 
 def _vector(v: Any, n: int, where: str) -> np.ndarray:

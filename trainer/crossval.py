@@ -6,24 +6,31 @@ import numpy as np
 
 from serkit.trainer.metrics import metrics_from_confusion
 
+KEYS = ("accuracy", "macro_f1", "uar")
+
+
+def across_folds(reports: list[dict], labels: list[str]) -> dict:
+    """Mean and std over the folds of each headline metric, and every clip pooled into one report."""
+    return {
+        **{k: float(np.mean([r[k] for r in reports])) for k in KEYS},
+        **{f"{k}_std": float(np.std([r[k] for r in reports])) for k in KEYS},
+        "pooled": metrics_from_confusion(np.sum([r["confusion_matrix"] for r in reports], axis=0), labels),
+    }
+
 
 def cross_validation_summary(reports: list[dict], labels: list[str], folds: int) -> dict:
     """Mean ± std over folds, and every clip pooled as scored by the fold that held its speaker out."""
-    keys = ("accuracy", "macro_f1", "uar")
-    pooled = metrics_from_confusion(np.sum([r["confusion_matrix"] for r in reports], axis=0), labels)
-    pooled["per_speaker"] = {s: v for r in reports for s, v in r["per_speaker"].items()}
     summary = {
         "protocol": {"kind": "k-fold", "folds": folds, "held_out_speakers": "every speaker once"},
-        **{k: float(np.mean([r[k] for r in reports])) for k in keys},
-        **{f"{k}_std": float(np.std([r[k] for r in reports])) for k in keys},
+        **across_folds(reports, labels),
         "per_fold": [
-            {k: r[k] for k in (*keys, "clips", "best_epoch", "teacher_ensemble") if k in r}
+            {k: r[k] for k in (*KEYS, "clips", "best_epoch", "teacher_ensemble") if k in r}
             | {"speakers": r["protocol"]["held_out_speakers"]}
-            | ({"room": {k: r["room"][k] for k in keys}} if "room" in r else {})
+            | ({"room": {k: r["room"][k] for k in KEYS}} if "room" in r else {})
             for r in reports
         ],
-        "pooled": pooled,
     }
+    summary["pooled"]["per_speaker"] = {s: v for r in reports for s, v in r["per_speaker"].items()}
     if all("room" in r for r in reports):
         summary["room"] = room_summary([r["room"] for r in reports], labels)
     return summary
@@ -31,13 +38,9 @@ def cross_validation_summary(reports: list[dict], labels: list[str], folds: int)
 
 def room_summary(reports: list[dict], labels: list[str]) -> dict:
     """The folds' room-condition reports as one: mean ± std over folds, pooled, and pooled buckets."""
-    keys = ("accuracy", "macro_f1", "uar")
-    pooled = metrics_from_confusion(np.sum([r["confusion_matrix"] for r in reports], axis=0), labels)
     return {
         "condition": reports[0]["condition"],
-        **{k: float(np.mean([r[k] for r in reports])) for k in keys},
-        **{f"{k}_std": float(np.std([r[k] for r in reports])) for k in keys},
-        "pooled": pooled,
+        **across_folds(reports, labels),
         **{by: pool_buckets([r[by] for r in reports]) for by in ("by_rt60_s", "by_snr_db")},
     }
 
