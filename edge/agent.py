@@ -62,6 +62,8 @@ def load_model(path: str, threads: int) -> TFLiteModel:
 
 @dataclass
 class Counters:
+    """What the agent has seen so far: windows, those with speech, states decided."""
+
     windows: int = 0
     speech_windows: int = 0
     states: int = 0

@@ -33,6 +33,8 @@ _FORMAT_NAMES = {
 
 @dataclass(frozen=True)
 class WavInfo:
+    """A WAV file's format, from its header."""
+
     sample_rate: int
     channels: int
     bits: int

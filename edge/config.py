@@ -24,9 +24,9 @@ MASK = "********"
 
 
 def default_device_id() -> str:
-    import socket  # here: start-up pays for socket and tomllib only where they are used
+    import platform  # here, not socket: numpy has loaded platform already, and node() is the host name
 
-    return clean_id(socket.gethostname()) or "serkit"
+    return clean_id(platform.node()) or "serkit"
 
 
 def clean_id(text: str) -> str:
@@ -40,6 +40,10 @@ def _opt(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002
 
 @dataclass(frozen=True)
 class AgentConfig:
+    """Every setting of the agent, with its default, help and bounds (the CLI, the TOML file and the docs' table are
+    built from these fields).
+    """
+
     # Audio
     source: str = _opt("mic", "mic, mic:NAME (substring) or mic:INDEX, file:PATH.wav, or - for raw S16_LE on stdin")
     rate: int = _opt(16000, "sample rate of raw PCM on stdin (--source -)", lo=8000, hi=192000)

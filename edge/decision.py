@@ -18,6 +18,8 @@ SILENCE = "silence"
 
 @dataclass(frozen=True)
 class DecisionSettings:
+    """How window probabilities become states: smoothing, confidence floor, hysteresis, hold and silence."""
+
     smoothing: float = 0.5  # weight of the newest window (1 = no smoothing)
     min_confidence: float = 0.0
     hysteresis: float = 0.1
@@ -29,6 +31,8 @@ class DecisionSettings:
 
 @dataclass(frozen=True)
 class State:
+    """One decided state: the emotion, its confidence and probabilities, and the audio span it covers."""
+
     emotion: str
     confidence: float
     probabilities: dict[str, float]

@@ -93,10 +93,10 @@ class FeatureConfig:
 
 
 def _round_half_up(x: float) -> int:
-    import decimal  # here: its import costs every start-up a few percent of numpy's
-
-    # The decimal route is python_speech_features' own; floor(x + .5) differs on rare floats.
-    return int(decimal.Decimal(x).quantize(decimal.Decimal("1"), rounding=decimal.ROUND_HALF_UP))
+    """x >= 0 rounded half up, exactly as python_speech_features' decimal route rounds it. A float's fractional
+    part is exact in binary, so comparing it with 0.5 decides what floor(x + 0.5) gets wrong on rare floats."""
+    whole = math.floor(x)
+    return whole + (x - whole >= 0.5)
 
 
 def _check_number(name: str, value: Any, kind: type, lo: float | None = None, hi: float | None = None) -> None:

@@ -25,6 +25,8 @@ HA_STATUS_TOPIC_SUFFIX = "status"  # Home Assistant announces "online" on <disco
 
 @dataclass(frozen=True)
 class Topics:
+    """The MQTT topics of one device under a prefix, and its Home Assistant discovery prefix."""
+
     prefix: str
     device: str
     discovery_prefix: str = "homeassistant"

@@ -30,6 +30,8 @@ MAX_INFLIGHT = 20
 
 @dataclass(frozen=True)
 class BrokerAddress:
+    """Where the broker is, and whether the connection uses TLS."""
+
     host: str
     port: int
     tls: bool

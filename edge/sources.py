@@ -34,6 +34,8 @@ STOP_POLL_S = 0.2  # how often a source blocked on input looks at the stop flag
 
 @dataclass(frozen=True)
 class SourceSpec:
+    """Which audio source to open: its kind and its argument."""
+
     kind: str  # "mic", "file" or "stdin"
     arg: str = ""  # device name/index, or file path
 

@@ -20,6 +20,8 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class Quantization:
+    """An int8 tensor's scale and zero point."""
+
     scale: float
     zero_point: int
 
@@ -29,6 +31,8 @@ class Quantization:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """Everything the agent needs beside the model file: labels, features, normalisation, windowing."""
+
     labels: tuple[str, ...]
     features: FeatureConfig
     mean: np.ndarray

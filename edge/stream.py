@@ -34,6 +34,8 @@ class GateSettings:
 
 @dataclass(frozen=True)
 class WindowResult:
+    """One classification window: where it lies in the stream, whether it held speech, and what the model said."""
+
     seq: int  # window number since the stream began
     start_s: float  # window start, seconds of audio since the stream began
     end_s: float

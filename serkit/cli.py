@@ -4,7 +4,9 @@ never loads TensorFlow and a missing extra is reported in one line."""
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -40,6 +42,11 @@ def _registrars(only: str | None = None) -> list[Callable[[argparse._SubParsersA
 class HelpWithDefaults(argparse.HelpFormatter):
     """Each option's help ends with its default, unless the text already names it or there is none to show."""
 
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
+        # argparse builds a formatter for every add_argument; its own width lookup imports shutil (with bz2 and
+        # lzma), a few percent of the start-up of `serkit run`.
+        super().__init__(prog, indent_increment, max_help_position, width or _terminal_columns() - 2)
+
     def _get_help_string(self, action: argparse.Action) -> str:
         text, default = action.help or "", action.default
         unset = default is None or default is False or default in ("", argparse.SUPPRESS)  # 0 is a default
@@ -50,7 +57,7 @@ class HelpWithDefaults(argparse.HelpFormatter):
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; with `command`, only that subcommand is registered (the rest stay unimported)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="serkit",
         description="Speech emotion recognition for the edge: train, convert to int8, run on a Pi, publish over MQTT.",
     )
@@ -58,9 +65,27 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in _registrars(command):
         register(sub)
-    for subparser in sub.choices.values():
-        subparser.formatter_class = HelpWithDefaults
     return parser
+
+
+@functools.cache
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size's answer for the width: $COLUMNS, else the terminal on stdout, else 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help shows defaults; subcommands' parsers are of the same class."""
+
+    def __init__(self, *args: object, formatter_class: type = HelpWithDefaults, **kwargs: object) -> None:
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
 
 class _Version(argparse.Action):

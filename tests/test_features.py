@@ -192,3 +192,14 @@ def test_missing_key_is_an_error_not_a_default():
         FeatureConfig.from_dict(d)
     with pytest.raises(SerkitError, match="expected a table"):
         FeatureConfig.from_dict([1, 2])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=0.0, max_value=1e6, allow_nan=False) | st.integers(0, 10**5).map(lambda k: k + 0.5))
+def test_frame_rounding_is_python_speech_features_decimal_half_up(x):
+    import decimal
+
+    from serkit.edge.features import _round_half_up
+
+    expected = int(decimal.Decimal(x).quantize(decimal.Decimal("1"), rounding=decimal.ROUND_HALF_UP))
+    assert _round_half_up(x) == expected

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from serkit.trainer.corpora import Clip
+if TYPE_CHECKING:  # corpora (csv, dataclasses) is loaded where clips are read, not to build `serkit predict`
+    from serkit.trainer.corpora import Clip
 
 ROOM_HELP = (
     "also score the clips in simulated living rooms (reverberation 0.3-0.7 s, talker 1-3 m away, pink noise and "
