@@ -65,7 +65,7 @@ def test_speed_variants_are_cached_up_front_and_drawn_in_training(tmp_path):
 
     config = stream.store.config
     lengths = {num_frames(round(2.0 * RATE / f), config): f for f in augment.speeds}
-    drawn = {lengths[len(stream._variant(clips[0]))] for _ in range(40)}
+    drawn = {lengths[len(stream._variant(clips[0])[0])] for _ in range(40)}
     assert drawn == set(augment.speeds)  # every factor, and never the unchanged clip
     batch, _, _ = next(stream.batches())
     assert batch.shape == (2, 150, config.num_features) and np.isfinite(batch).all()
@@ -79,7 +79,18 @@ def test_speed_switched_off_reads_only_clean_and_noisy_features(tmp_path):
     assert not list(cache.glob("features-*-speed*"))
     assert len(list(cache.glob("features-*-noise*"))) == 2
     clean = num_frames(2 * RATE, stream.store.config)
-    assert {len(stream._variant(clips[0])) for _ in range(20)} == {clean}
+    assert {len(stream._variant(clips[0])[0]) for _ in range(20)} == {clean}
+
+
+def test_outside_rooms_the_teachers_see_the_models_own_windows(tmp_path):
+    clips = make_clips(tmp_path, 2)
+    everything = Augment(noise_variants=2, warp_prob=1.0, time_mask_frames=40)  # speed, noise, masks, mixup...
+    stream = make_stream(clips, tmp_path / "cache", everything)
+    stream.teacher_view = True
+    for x, xc, y, w in (b for b, _ in zip(stream.batches(), range(10), strict=False)):
+        assert x.shape == xc.shape == (2, stream.T, 13) and y.shape == (2, 1) and w.shape == (2,)
+        np.testing.assert_array_equal(x, xc)
+    assert len(next(make_stream(clips, tmp_path / "cache", everything).batches())) == 3  # no teachers: as before
 
 
 def test_mixup_blends_windows_labels_and_weights_alike(tmp_path):
@@ -95,7 +106,7 @@ def test_mixup_blends_windows_labels_and_weights_alike(tmp_path):
         return TrainingStream(store, clips, [0, 1], np.zeros(n), np.ones(n), 150, 2, weights, augment, seed=3)
 
     unmixed = stream(plain)
-    windows = {label: unmixed._crop(label) for label in (0, 1)}
+    windows = {label: unmixed._crop(label)[0] for label in (0, 1)}
     x, y, w = next(unmixed.batches())
     assert sorted(map(tuple, y)) == [(0.0, 1.0), (1.0, 0.0)] and sorted(w) == [1.0, 3.0]
 
@@ -142,9 +153,9 @@ def test_warped_windows_keep_loudness_and_vary(tmp_path):
     store = ClipStore(config, tmp_path / "cache")
     n = config.num_features
     args = (store, clips, [0], np.zeros(n), np.ones(n), 150, 1, np.ones(1))
-    clean = TrainingStream(*args, plain, seed=0)._crop(0)
+    clean = TrainingStream(*args, plain, seed=0)._crop(0)[0]
     warping = TrainingStream(*args, replace(plain, warp=True, warp_prob=1.0), seed=0)
-    crops = [warping._crop(0) for _ in range(10)]
+    crops = [warping._crop(0)[0] for _ in range(10)]
     for crop in crops:
         np.testing.assert_array_equal(crop[:, 0], clean[:, 0])
     assert sum(not np.allclose(crop[:, 1:], clean[:, 1:], atol=1e-3) for crop in crops) >= 8

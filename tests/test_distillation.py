@@ -22,31 +22,34 @@ def test_distil_targets_blend_the_label_with_the_teachers_mean():
     np.testing.assert_allclose(distil_targets(labels, [t1, t2], 1.0), (t1 + t2) / 2)
 
 
-def test_the_training_dataset_carries_the_teachers_mean_on_each_batch():
+def test_the_training_dataset_carries_the_teachers_mean_on_the_clean_windows():
     tf = pytest.importorskip("tensorflow")
     import keras
 
     from serkit.trainer.train import distilled
 
-    def constant_teacher(probs: list[float]) -> keras.Model:
-        # Zero weights and log-probability biases: a real Keras model that always answers `probs`.
+    def teacher(seed: int) -> keras.Model:
         inp = keras.Input((5, 4))
-        x = keras.layers.Flatten()(inp)
-        out = keras.layers.Dense(3, activation="softmax", kernel_initializer="zeros")(x)
+        out = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inp))
         model = keras.Model(inp, out)
-        model.layers[-1].bias.assign(np.log(probs))
+        model.layers[-1].kernel.assign(np.random.default_rng(seed).normal(size=(20, 3)))
         return model
 
-    x = np.random.default_rng(0).normal(size=(6, 5, 4)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 5, 4)).astype(np.float32)  # what the model is shown (say, in a room)
+    clean = rng.normal(size=(6, 5, 4)).astype(np.float32)  # the same windows heard clean
     y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
     w = np.arange(1, 7, dtype=np.float32)
-    teachers = [constant_teacher([0.7, 0.2, 0.1]), constant_teacher([0.1, 0.2, 0.7])]
-    batches = list(distilled(tf.data.Dataset.from_tensor_slices((x, y, w)).batch(4), teachers, 0.25))
-    assert [len(b[0]) for b in batches] == [4, 2]
+    teachers = [teacher(1), teacher(2)]
+    batches = list(distilled(tf.data.Dataset.from_tensor_slices((x, clean, y, w)).batch(4), teachers, 0.25))
+    assert [len(b[0]) for b in batches] == [4, 2] and all(len(b) == 3 for b in batches)
     got_x, got_y, got_w = (np.concatenate([b[i] for b in batches]) for i in range(3))
     np.testing.assert_array_equal(got_x, x)
     np.testing.assert_array_equal(got_w, w)
-    np.testing.assert_allclose(got_y, 0.75 * y + 0.25 * np.array([0.4, 0.2, 0.4]), rtol=1e-5)
+    on_clean = (teachers[0](clean).numpy() + teachers[1](clean).numpy()) / 2
+    on_x = (teachers[0](x).numpy() + teachers[1](x).numpy()) / 2
+    np.testing.assert_allclose(got_y, 0.75 * y + 0.25 * on_clean, rtol=1e-5)
+    assert not np.allclose(got_y, 0.75 * y + 0.25 * on_x, atol=1e-3)
 
 
 def test_train_refuses_a_negative_teacher_count(tmp_path):

@@ -10,12 +10,14 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
 from conftest import _train_tiny, assert_error_last_line, run_cli, usage_error_line
 
+from serkit.trainer.data import Augment
 from serkit.trainer.jobs import _start_worker, execute, model_runs
 from serkit.trainer.splits import Split
 from serkit.trainer.train import TrainOptions
@@ -47,6 +49,10 @@ def test_teachers_train_their_own_epochs_when_given():
         (60, 60, None)
     ] * 2
     assert model.options == options
+    # Teachers learn on clean speech even when the model trains in rooms: they are shown the clean copies.
+    rooms = replace(options, augment=Augment(room=True))
+    *teachers, model = model_runs("fold 1/5", split, rooms, Path("out/fold1"))
+    assert [t.options.augment.room for t in teachers] == [False, False] and model.options.augment.room
     # Unset, the teachers train the model's schedule.
     *teachers, _ = model_runs("fold 1/5", split, TrainOptions(epochs=70, teachers=2), Path("out/fold1"))
     assert [t.options.epochs for t in teachers] == [70, 70]

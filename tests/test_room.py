@@ -112,8 +112,22 @@ def test_room_variants_are_cached_once_and_drawn_in_training(tmp_path, monkeypat
     compute_variants(store, clips, augment, desc=None)
     assert [p.stat().st_mtime_ns for p in cached] == stamps  # read, not computed again
     stream = TrainingStream(store, clips, [0, 1], np.zeros(40), np.ones(40), 50, 2, np.ones(2), augment, 0)
-    drawn = stream._variant(clips[0])
+    drawn, clean = stream._variant(clips[0])
     assert any(np.array_equal(drawn, np.load(p)) for p in cached)
+    np.testing.assert_array_equal(clean, store.features(clips[0]))  # what the teachers are shown instead
+
+    # In a room the teachers see the same window of the clean clip, with the model's masks.
+    fixed = replace(augment, gain=False, warp=False, mixup=False, shift=False, time_mask_frames=20)
+    stream = TrainingStream(store, clips, [0, 1], np.zeros(40), np.ones(40), 50, 2, np.ones(2), fixed, 0, True)
+    for _ in range(5):
+        window, teachers = stream._crop(0)
+        clean = np.asarray(store.features(clips[0]))
+        start = (len(clean) - 50) // 2
+        masked = window == 0
+        assert (window == 0).all(axis=1).any()  # whole frames masked (and bands)
+        np.testing.assert_array_equal(teachers == 0, masked)  # the same frames and bands masked
+        np.testing.assert_array_equal(teachers[~masked], clean[start : start + 50][~masked])
+        assert not np.allclose(window[~masked], teachers[~masked])  # the model hears the room
 
 
 @pytest.mark.slow

@@ -139,6 +139,23 @@ def test_refit_without_folds_is_a_clear_error(corpus, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_room_share_without_training_rooms_is_a_clear_error(corpus, tmp_path):
+    proc = run_cli("train", str(corpus), "--room-share", "0.4", "--out", str(tmp_path / "r"))
+    assert_one_line_error(proc, "--room-share needs --train-rooms")
+    assert not (tmp_path / "r").exists()
+
+
+def test_room_share_sets_the_share_of_room_windows():
+    from serkit.cli import build_parser
+    from serkit.trainer.commands import train_options
+
+    parser = build_parser("train")
+    args = parser.parse_args(["train", "x", "--train-rooms", "--room-share", "0.4"])
+    assert train_options(args).augment.room and train_options(args).augment.room_prob == 0.4
+    args = parser.parse_args(["train", "x", "--train-rooms"])
+    assert train_options(args).augment.room_prob == 0.3
+
+
 @pytest.mark.parametrize("flag", [("--patience", "5"), ("--min-epochs", "3"), ("--monitor", "uar")])
 def test_early_stopping_flags_with_folds_are_a_clear_error(corpus, tmp_path, flag):
     # Ignoring them would let a user believe the folds stopped early; they train the fixed --epochs.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serkit.edge.argtypes import int_at_least, positive_float
+from serkit.edge.argtypes import int_at_least, positive_float, share
 from serkit.edge.errors import SerkitError, require_extra
 from serkit.trainer.cli_args import ROOM_HELP, add_cache_args, add_data_args, cache_dir, load_clips
 from serkit.trainer.recipe import apply_recipe, recipe_text
@@ -52,8 +52,14 @@ def check_train_flags(args: argparse.Namespace) -> None:
             f"{', '.join(stopping)} cannot be used with --folds: each fold trains the fixed --epochs, since its "
             "held-out speakers are its test speakers and must not choose when it stops"
         )
+    if args.room_share is not None and not args.train_rooms:
+        raise SerkitError("--room-share needs --train-rooms: without rooms in training it would change nothing")
     if args.room and args.clip_split:
         raise SerkitError("--room scores held-out speakers, and --clip-split holds none out")
+
+
+def _room_share(args: argparse.Namespace) -> dict[str, float]:
+    return {} if args.room_share is None else {"room_prob": args.room_share}
 
 
 def train_options(args: argparse.Namespace):  # noqa: ANN201
@@ -66,7 +72,7 @@ def train_options(args: argparse.Namespace):  # noqa: ANN201
     options = TrainOptions(
         # argparse has turned both into tuples (it parses a text default with the option's type too).
         model=ModelConfig(conv_filters=args.conv_filters, rnn_units=args.units, separable=args.separable),
-        augment=Augment(**switches, room=args.train_rooms),
+        augment=Augment(**switches, room=args.train_rooms, **_room_share(args)),
         window_s=args.window_s,
         hop_s=args.hop_s,
         epochs=args.epochs,
@@ -324,4 +330,9 @@ def _add_augment_args(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=False,
         help="augment with simulated rooms (reverberation, distance, noise; never the --room test rooms)",
+    )
+    p.add_argument(
+        "--room-share",
+        type=share,
+        help="with --train-rooms: the share of training windows heard in a room (default 0.3)",
     )

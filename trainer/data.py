@@ -290,7 +290,14 @@ def compute_variants(
 
 
 class TrainingStream:
-    """Endless batches of (windows, label distributions, weights) from random crops of the training clips."""
+    """Endless batches of (windows, label distributions, weights) from random crops of the training clips.
+
+    With teacher_view, (windows, teachers' windows, label distributions, weights). The teachers see what the
+    model sees (the same crop, speed, noise, warp, gain and masks: distillation gains from consistent views,
+    Beyer et al. 2022), except in a room: there they see the same window of the clip's clean copy, since
+    teachers who learnt without rooms say better from it what the reverberant window holds (teacher-student
+    learning on parallel data: Watanabe et al. 2017, Mošner et al. 2019).
+    """
 
     def __init__(
         self,
@@ -304,6 +311,7 @@ class TrainingStream:
         class_weights: np.ndarray,
         augment: Augment,
         seed: int,
+        teacher_view: bool = False,
     ) -> None:
         self.store, self.clips, self.labels = store, list(clips), np.asarray(labels)
         self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
@@ -312,48 +320,56 @@ class TrainingStream:
         self.class_weights = class_weights.astype(np.float32)
         self.augment = augment
         self.rng = np.random.default_rng(seed)
+        self.teacher_view = teacher_view
         c = store.config
         # A gain of g dB adds g/10*ln(10) to log energy; without append_energy c0 is the orthonormal DCT's
         # first row over log filterbank energies, which moves by that times sqrt(nfilt).
         self.c0_per_db = np.log(10) / 10 * (1.0 if c.append_energy else np.sqrt(c.nfilt))
         self._warps = [warp_matrix(c, alpha) for alpha in np.linspace(*augment.warp_range, 21)] if augment.warp else []
 
-    def _crop(self, i: int) -> np.ndarray:
-        """Normalised (T, F) features of one augmented crop of training clip i."""
+    def _crop(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised (T, F) features of one augmented crop of training clip i, and the teachers' view of it."""
         a, rng, T = self.augment, self.rng, self.T
-        feats = self._variant(self.clips[i])
+        feats, clean = self._variant(self.clips[i])
+        views = [feats] if clean is None else [feats, clean]
         if len(feats) > T:
             start = int(rng.integers(0, len(feats) - T + 1)) if a.shift else (len(feats) - T) // 2
-            feats = feats[start : start + T]
-        feats = np.array(feats, dtype=np.float32)
+            views = [v[start : start + T] for v in views]
+        views = [np.array(v, dtype=np.float32) for v in views]
         if self._warps and rng.random() < a.warp_prob:
-            warped = feats @ self._warps[int(rng.integers(len(self._warps)))]
-            warped[:, 0] = feats[:, 0]
-            feats = warped
+            m = self._warps[int(rng.integers(len(self._warps)))]
+            views = [_warped(v, m) for v in views]
         if a.gain:
-            feats[:, 0] += self.c0_per_db * rng.uniform(*a.gain_db)
-        window = clip_windows((feats - self.mean) / self.std, T, T)[0]
+            shift = self.c0_per_db * rng.uniform(*a.gain_db)
+            for v in views:
+                v[:, 0] += shift
+        windows = [clip_windows((v - self.mean) / self.std, T, T)[0] for v in views]
         if a.specaugment:
             for _ in range(a.time_masks):
                 w = int(rng.integers(0, a.time_mask_frames + 1))
                 s = int(rng.integers(0, max(1, T - w)))
-                window[s : s + w] = 0.0
+                for window in windows:
+                    window[s : s + w] = 0.0
             for _ in range(a.freq_masks):
                 w = int(rng.integers(0, a.freq_mask_bins + 1))
-                s = int(rng.integers(0, max(1, window.shape[1] - w)))
-                window[:, s : s + w] = 0.0
-        return window
+                s = int(rng.integers(0, max(1, windows[0].shape[1] - w)))
+                for window in windows:
+                    window[:, s : s + w] = 0.0
+        return windows[0], windows[-1]
 
-    def _variant(self, clip: Clip) -> np.ndarray:
-        """Features of a randomly chosen speed-changed, noisy or clean copy of the clip."""
+    def _variant(self, clip: Clip) -> tuple[np.ndarray, np.ndarray | None]:
+        """Features of a randomly chosen speed-changed, noisy, room or clean copy of the clip, and for a room
+        copy the clean copy of the same speed (frame for frame), else None."""
         a, rng = self.augment, self.rng
         if a.room and rng.random() < a.room_prob:
             v = int(rng.integers(1, a.room_variants + 1))
-            return self.store.room_features(clip, TRAIN_ROOMS, v, speed=a.room_speed(v))
+            speed = a.room_speed(v)
+            clean = self.store.speed_features(clip, speed) if speed != 1.0 else self.store.features(clip)
+            return self.store.room_features(clip, TRAIN_ROOMS, v, speed=speed), clean
         if a.speed and a.speeds and rng.random() < a.speed_prob:
-            return self.store.speed_features(clip, a.speeds[int(rng.integers(len(a.speeds)))])
+            return self.store.speed_features(clip, a.speeds[int(rng.integers(len(a.speeds)))]), None
         variant = int(rng.integers(0, a.noise_variants + 1)) if a.noise else 0
-        return self.store.noisy_features(clip, variant, a.snr_db) if variant else self.store.features(clip)
+        return (self.store.noisy_features(clip, variant, a.snr_db) if variant else self.store.features(clip)), None
 
     def prepare(self) -> None:
         """Compute (or find cached) every noisy and speed-changed variant up front, with a progress bar."""
@@ -367,24 +383,26 @@ class TrainingStream:
             order = self.rng.permutation(n)
             for i in range(0, n - self.batch_size + 1 if n >= self.batch_size else 1, self.batch_size):
                 idx = order[i : i + self.batch_size]
-                x = np.stack([self._crop(j) for j in idx])
+                pairs = [self._crop(j) for j in idx]
+                x, xc = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
                 y = one_hot[self.labels[idx]]
                 w = self.class_weights[self.labels[idx]]
                 if self.augment.mixup and len(idx) > 1:
-                    x, y, w = self._mix(x, y, w)
-                yield x, y, w
+                    x, xc, y, w = self._mix(x, xc, y, w)
+                yield (x, xc, y, w) if self.teacher_view else (x, y, w)
 
-    def _mix(self, x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _mix(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         alpha = self.augment.mixup_alpha
-        lam = self.rng.beta(alpha, alpha, size=len(x)).astype(np.float32)
+        n = len(arrays[0])
+        lam = self.rng.beta(alpha, alpha, size=n).astype(np.float32)
         lam = np.maximum(lam, 1 - lam)
-        other = self.rng.permutation(len(x))
+        other = self.rng.permutation(n)
 
         def blend(a: np.ndarray) -> np.ndarray:
             shape = (-1,) + (1,) * (a.ndim - 1)
             return lam.reshape(shape) * a + (1 - lam).reshape(shape) * a[other]
 
-        return blend(x), blend(y), blend(w)
+        return tuple(blend(a) for a in arrays)
 
     def steps_per_epoch(self) -> int:
         return max(1, len(self.clips) // self.batch_size)
@@ -395,3 +413,10 @@ def class_weights(labels: Sequence[int], n_classes: int) -> np.ndarray:
     counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(np.float64)
     w = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
     return w
+
+
+def _warped(feats: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Frames through a warp_matrix, keeping c0 (loudness) as it was."""
+    out = feats @ matrix
+    out[:, 0] = feats[:, 0]
+    return out

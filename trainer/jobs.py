@@ -58,7 +58,9 @@ def model_runs(title: str, split: Split, options: TrainOptions, out_dir: Path) -
 
     The teachers train options.teacher_epochs when set: a model learning from teachers keeps
     gaining from a longer schedule after a single model has stopped gaining (on RAVDESS, 90 epochs
-    distilled from two 60-epoch teachers, see docs/experiments.md).
+    distilled from two 60-epoch teachers, see docs/experiments.md). Teachers never train in rooms: a window
+    in a room is shown to them clean, and what they say of it is what the model learns to hear in the
+    room (see TrainingStream).
     """
     epochs = options.teacher_epochs or options.epochs
     teacher_options = replace(
@@ -69,6 +71,7 @@ def model_runs(title: str, split: Split, options: TrainOptions, out_dir: Path) -
         teacher_model=None,
         epochs=epochs,
         min_epochs=min(options.min_epochs, epochs),
+        augment=replace(options.augment, room=False),
     )
     teachers = [
         Run(

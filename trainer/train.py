@@ -86,10 +86,12 @@ def distil_targets(labels: Any, teacher_probs: Sequence[Any], weight: float) -> 
 
 
 def distilled(dataset: Any, teachers: Sequence, weight: float) -> Any:
-    """The (windows, targets, weights) dataset with each target blended with the teachers' mean on those windows."""
+    """(windows, teachers' windows, targets, weights) batches as (windows, targets, weights), each target blended
+    with the teachers' mean on the teachers' windows (the model's own, or for a window in a room the same
+    window of the clean clip: see TrainingStream)."""
 
-    def distil(x, y, sample_weight):  # noqa: ANN001, ANN202
-        return x, distil_targets(y, [t(x, training=False) for t in teachers], weight), sample_weight
+    def distil(x, clean, y, sample_weight):  # noqa: ANN001, ANN202
+        return x, distil_targets(y, [t(clean, training=False) for t in teachers], weight), sample_weight
 
     return dataset.map(distil)
 
@@ -172,12 +174,14 @@ def training_dataset(data: RunData, options: TrainOptions, teachers: Sequence) -
         weights,
         options.augment,
         options.seed,
+        teacher_view=bool(teachers),
     )
     stream.prepare()
+    windows = (tf.TensorSpec((None, T, F), tf.float32),) * (2 if teachers else 1)
     dataset = tf.data.Dataset.from_generator(
         stream.batches,
         output_signature=(
-            tf.TensorSpec((None, T, F), tf.float32),
+            *windows,
             tf.TensorSpec((None, len(spec.labels)), tf.float32),
             tf.TensorSpec((None,), tf.float32),
         ),
