@@ -34,6 +34,7 @@ def test_the_shipped_recipe_is_the_shipped_models_options():
         options["model"]["rnn_units"],
     )
     assert all(getattr(args, name) is value for name, value in options["augment"].items() if name in vars(args))
+    assert (args.train_rooms, args.room_share) == (options["augment"]["room"], options["augment"]["room_prob"])
 
 
 def test_a_runs_recipe_text_reads_back_as_the_same_options(tmp_path):

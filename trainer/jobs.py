@@ -109,7 +109,17 @@ def _start_worker(threads: int) -> None:
         tqdm.set_lock(threading.RLock())
     # execute stops workers with SIGINT (as does Ctrl-C): as SystemExit rather than KeyboardInterrupt, a
     # worker caught between runs (or still receiving one) exits without printing a traceback.
-    signal.signal(signal.SIGINT, _terminated)
+    signal.signal(signal.SIGINT, _worker_stopped)
+
+
+def _worker_stopped(signum: int, frame: object) -> None:
+    """A worker told to stop ends quietly: the parent says which runs were stopped. Its terminal output ends
+    here, since a worker stopped before its run's log took over stderr could otherwise print the pool's
+    own shutdown (a queue closed under it) as a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    raise SystemExit(128 + signum)
 
 
 def _train_in_worker(run: Run, labels: Sequence[str], cache_dir: Path | None, summary: dict | None):  # noqa: ANN202
