@@ -4,7 +4,6 @@ never loads TensorFlow and a missing extra is reported in one line."""
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import os
 import sys
@@ -42,7 +41,9 @@ def _registrars(only: str | None = None) -> list[Callable[[argparse._SubParsersA
 class HelpWithDefaults(argparse.HelpFormatter):
     """Each option's help ends with its default, unless the text already names it or there is none to show."""
 
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None
+    ) -> None:
         # argparse builds a formatter for every add_argument; its own width lookup imports shutil (with bz2 and
         # lzma), a few percent of the start-up of `serkit run`.
         super().__init__(prog, indent_increment, max_help_position, width or _terminal_columns() - 2)
@@ -68,13 +69,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-@functools.cache
 def _terminal_columns() -> int:
     """shutil.get_terminal_size's answer for the width: $COLUMNS, else the terminal on stdout, else 80."""
     try:
-        return int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        pass
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
     try:
         return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
     except (AttributeError, ValueError, OSError):

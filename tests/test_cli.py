@@ -107,3 +107,16 @@ def test_run_and_predict_load_no_training_deploy_mqtt_or_tls_code():
         proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip().splitlines()[-1] == "[]", (args[0], proc.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("columns", [None, "0", "57", "123", "wide", "-5"])
+def test_help_width_is_shutils_without_importing_it(monkeypatch, columns):
+    import shutil
+
+    from serkit.cli import _terminal_columns
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert _terminal_columns() == shutil.get_terminal_size().columns
