@@ -384,12 +384,11 @@ class TrainingStream:
             for i in range(0, n - self.batch_size + 1 if n >= self.batch_size else 1, self.batch_size):
                 idx = order[i : i + self.batch_size]
                 pairs = [self._crop(j) for j in idx]
-                x, xc = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-                y = one_hot[self.labels[idx]]
-                w = self.class_weights[self.labels[idx]]
-                if self.augment.mixup and len(idx) > 1:
-                    x, xc, y, w = self._mix(x, xc, y, w)
-                yield (x, xc, y, w) if self.teacher_view else (x, y, w)
+                views = [np.stack([p[0] for p in pairs])]
+                if self.teacher_view:  # the teachers' windows, only when there are teachers to see them
+                    views.append(np.stack([p[1] for p in pairs]))
+                batch = (*views, one_hot[self.labels[idx]], self.class_weights[self.labels[idx]])
+                yield self._mix(*batch) if self.augment.mixup and len(idx) > 1 else batch
 
     def _mix(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         alpha = self.augment.mixup_alpha
