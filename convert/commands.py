@@ -8,7 +8,6 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -245,8 +244,7 @@ def write_model(
 
     int8 = TFLiteModel(int8_path, spec)
     info = {**spec.info, "parity": report["parity"], "audit": report["audit"]}
-    final = replace(
-        spec,
+    final = spec._replace(
         input_quant=Quantization(*int8.input_quantization),
         output_quant=Quantization(*int8.output_quantization),
         # On voices it trained on a model is surer than on new ones; a refit model's threshold

@@ -22,7 +22,7 @@ PREFIX = "/opt/serkit"
 ETC = "/etc/serkit"
 CURRENT_MODEL = f"{PREFIX}/models/current/model.tflite"
 TLS_KEYS = ("ca_file", "cert_file", "key_file")
-SECRET_KEYS = tuple(k for k, f in KEYS.items() if f.metadata.get("secret"))
+SECRET_KEYS = tuple(name for name, key in KEYS.items() if key.secret)
 
 
 def board_config_path(board: str) -> Path:
@@ -78,7 +78,7 @@ def config_toml(merged: MergedConfig) -> str:
         f"# from: {', '.join(merged.sources) or 'defaults'}; secrets live in {ETC}/serkit.env",
     ]
     for key, value in merged.values.items():
-        lines.append(f"# {KEYS[key].metadata['help']}")
+        lines.append(f"# {KEYS[key].help}")
         lines.append(f"{key} = {toml_value(value)}")
     return "\n".join(lines) + "\n"
 

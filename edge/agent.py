@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from serkit.edge.config import AgentConfig, parse_http
 from serkit.edge.decision import Decider, DecisionSettings
@@ -60,17 +59,16 @@ def load_model(path: str, threads: int) -> TFLiteModel:
     return TFLiteModel(p, spec, threads=threads)
 
 
-@dataclass
 class Counters:
     """What the agent has seen so far: windows, those with speech, states decided."""
 
-    windows: int = 0
-    speech_windows: int = 0
-    states: int = 0
+    __slots__ = ("windows", "speech_windows", "states")
+
+    def __init__(self) -> None:
+        self.windows = self.speech_windows = self.states = 0
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
     """How a run's states fared: produced, delivered, dropped by the queue bound, left undelivered at exit."""
 
     produced: int

@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -31,8 +30,7 @@ _FORMAT_NAMES = {
 }
 
 
-@dataclass(frozen=True)
-class WavInfo:
+class WavInfo(NamedTuple):
     """A WAV file's format, from its header."""
 
     sample_rate: int

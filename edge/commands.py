@@ -9,14 +9,13 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from serkit.edge.argtypes import positive_float
-from serkit.edge.config import AgentConfig, build_config
+from serkit.edge.config import KEYS, AgentConfig, build_config
 from serkit.edge.errors import MissingExtraError, SerkitError
 
 log = logging.getLogger("serkit")
@@ -50,17 +49,17 @@ def _stop_on_signals(stop: threading.Event, abort: threading.Event | None = None
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per config key, default None so the TOML file's value stands unless a flag is given."""
-    for f in fields(AgentConfig):
-        flag = "--" + f.name.replace("_", "-")
-        meta = {**f.metadata, "help": f.metadata["help"].replace("%", "%%")}  # argparse formats help with %
-        if f.type == "bool":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meta["help"])
+    for name, key in KEYS.items():
+        flag = "--" + name.replace("_", "-")
+        text = key.help.replace("%", "%%")  # argparse formats help with %
+        if key.kind == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            p.add_argument(flag, default=None, metavar=f.name.upper(), help=f"{meta['help']} (default: {f.default!r})")
+            p.add_argument(flag, default=None, metavar=name.upper(), help=f"{text} (default: {key.default!r})")
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
-    return {f.name: getattr(args, f.name) for f in fields(AgentConfig)}
+    return {name: getattr(args, name) for name in KEYS}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -231,8 +230,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     broker, address, stop_broker = _demo_broker(args.broker)
     from_clips = args.source == "clips"
     device = "demo"
-    config = replace(
-        AgentConfig(),
+    config = AgentConfig(
         broker=broker,
         device_id=device,
         pace=args.pace,

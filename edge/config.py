@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
+from collections import namedtuple
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from serkit.edge.errors import SerkitError
 from serkit.edge.publisher import Credentials, parse_broker
@@ -34,85 +34,94 @@ def clean_id(text: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]+", "_", text).strip("_")
 
 
-def _opt(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002
-    return field(default=default, metadata={"help": help, **kw})
+class Key(NamedTuple):
+    """One setting: its default (whose type is the key's type), help text and bounds."""
+
+    default: bool | int | float | str
+    help: str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] = ()
+    secret: bool = False
+
+    @property
+    def kind(self) -> str:
+        """'bool', 'int', 'float' or 'str'."""
+        return type(self.default).__name__
 
 
-@dataclass(frozen=True)
-class AgentConfig:
-    """Every setting of the agent, with its default, help and bounds (the CLI, the TOML file and the docs' table are
-    built from these fields).
-    """
-
+# Every setting of the agent, declared once: AgentConfig, the command line, the TOML file and the docs' table are
+# built from this table.
+KEYS: dict[str, Key] = {
     # Audio
-    source: str = _opt("mic", "mic, mic:NAME (substring) or mic:INDEX, file:PATH.wav, or - for raw S16_LE on stdin")
-    rate: int = _opt(16000, "sample rate of raw PCM on stdin (--source -)", lo=8000, hi=192000)
-    pace: str = _opt(
-        "realtime", "file source: realtime, or fast (as fast as the CPU allows)", choices=("realtime", "fast")
-    )
-    mic_chunk_s: float = _opt(0.1, "microphone read size in seconds", lo=0.01, hi=1.0)
-    watchdog_s: float = _opt(
-        10.0, "warn when the microphone delivers only zeros for this long (0 = off)", lo=0, hi=DAY_S
-    )
+    "source": Key("mic", "mic, mic:NAME (substring) or mic:INDEX, file:PATH.wav, or - for raw S16_LE on stdin"),
+    "rate": Key(16000, "sample rate of raw PCM on stdin (--source -)", lo=8000, hi=192000),
+    "pace": Key("realtime", "file source: realtime, or fast (as fast as the CPU allows)", choices=("realtime", "fast")),
+    "mic_chunk_s": Key(0.1, "microphone read size in seconds", lo=0.01, hi=1.0),
+    "watchdog_s": Key(10.0, "warn when the microphone delivers only zeros for this long (0 = off)", lo=0, hi=DAY_S),
     # Model
-    model: str = _opt("", "the .tflite model (its .json spec beside it); empty = the shipped default")
-    threads: int = _opt(1, "interpreter threads", lo=1, hi=16)
-    hop_s: float = _opt(0.0, "seconds between classification windows (0 = the model's hop)", lo=0, hi=10)
+    "model": Key("", "the .tflite model (its .json spec beside it); empty = the shipped default"),
+    "threads": Key(1, "interpreter threads", lo=1, hi=16),
+    "hop_s": Key(0.0, "seconds between classification windows (0 = the model's hop)", lo=0, hi=10),
     # Voice-activity gate
-    gate: bool = _opt(True, "classify only windows that contain speech-like energy")
-    gate_dbfs: float = _opt(-55.0, "absolute floor: quieter windows are silence (dB full scale)", lo=-120, hi=0)
-    gate_snr_db: float = _opt(10.0, "a frame is active this many dB above the tracked noise floor", lo=0, hi=60)
-    gate_active: float = _opt(0.2, "fraction of active frames a window needs to count as speech", lo=0, hi=1)
-    on_silence: str = _opt(
-        "nothing", "what to publish for silence: nothing, or silence", choices=("nothing", "silence")
-    )
-    silence_after_s: float = _opt(
+    "gate": Key(True, "classify only windows that contain speech-like energy"),
+    "gate_dbfs": Key(-55.0, "absolute floor: quieter windows are silence (dB full scale)", lo=-120, hi=0),
+    "gate_snr_db": Key(10.0, "a frame is active this many dB above the tracked noise floor", lo=0, hi=60),
+    "gate_active": Key(0.2, "fraction of active frames a window needs to count as speech", lo=0, hi=1),
+    "on_silence": Key("nothing", "what to publish for silence: nothing, or silence", choices=("nothing", "silence")),
+    "silence_after_s": Key(
         5.0, "with on_silence = silence: publish it once no speech was heard for this long", lo=0, hi=DAY_S
-    )
+    ),
     # Decision
-    smoothing: float = _opt(
+    "smoothing": Key(
         0.5, "weight of the newest window in the moving average of probabilities (1 = none)", lo=0.01, hi=1
-    )
-    min_confidence: float = _opt(
+    ),
+    "min_confidence": Key(
         -1.0, "smoothed probability a state needs (-1 = the model's suggested threshold)", lo=-1, hi=1
-    )
-    hysteresis: float = _opt(0.1, "a new emotion must beat the current one by this much", lo=0, hi=1)
-    hold: int = _opt(2, "windows in a row a new emotion must lead before it is published", lo=1, hi=100)
-    state_interval_s: float = _opt(
+    ),
+    "hysteresis": Key(0.1, "a new emotion must beat the current one by this much", lo=0, hi=1),
+    "hold": Key(2, "windows in a row a new emotion must lead before it is published", lo=1, hi=100),
+    "state_interval_s": Key(
         5.0, "while speech goes on, re-publish an unchanged state this often (0 = every window)", lo=0, hi=DAY_S
-    )
-    raw: bool = _opt(False, "also publish every window's unsmoothed result on <prefix>/<device>/raw")
+    ),
+    "raw": Key(False, "also publish every window's unsmoothed result on <prefix>/<device>/raw"),
     # MQTT
-    broker: str = _opt(
-        "mqtt://localhost:1883", "mqtt://HOST[:PORT], mqtts://HOST[:PORT], or none (print states to stdout)"
-    )
-    device_id: str = _opt("", "names the device in every topic (default: the host name)")
-    username: str = _opt("", "MQTT user name")
-    password: str = _opt("", "MQTT password (better: SERKIT_PASSWORD in the environment)", secret=True)
-    ca_file: str = _opt("", "CA certificate for mqtts:// (default: the system's)")
-    cert_file: str = _opt("", "client certificate for mqtts:// (optional)")
-    key_file: str = _opt("", "client key for mqtts:// (optional)")
-    topic_prefix: str = _opt("serkit", "first level of every serkit topic")
-    discovery: bool = _opt(True, "publish Home Assistant MQTT discovery")
-    discovery_prefix: str = _opt("homeassistant", "Home Assistant's discovery prefix")
-    queue_size: int = _opt(
+    "broker": Key("mqtt://localhost:1883", "mqtt://HOST[:PORT], mqtts://HOST[:PORT], or none (print states to stdout)"),
+    "device_id": Key("", "names the device in every topic (default: the host name)"),
+    "username": Key("", "MQTT user name"),
+    "password": Key("", "MQTT password (better: SERKIT_PASSWORD in the environment)", secret=True),
+    "ca_file": Key("", "CA certificate for mqtts:// (default: the system's)"),
+    "cert_file": Key("", "client certificate for mqtts:// (optional)"),
+    "key_file": Key("", "client key for mqtts:// (optional)"),
+    "topic_prefix": Key("serkit", "first level of every serkit topic"),
+    "discovery": Key(True, "publish Home Assistant MQTT discovery"),
+    "discovery_prefix": Key("homeassistant", "Home Assistant's discovery prefix"),
+    "queue_size": Key(
         1000, "results kept while the broker is unreachable (then the oldest are dropped)", lo=1, hi=10_000_000
-    )
-    stats_interval_s: float = _opt(60.0, "publish stats this often (0 = never)", lo=0, hi=DAY_S)
-    keepalive_s: int = _opt(30, "MQTT keepalive", lo=5, hi=3600)
-    flush_timeout_s: float = _opt(5.0, "on exit, wait this long for queued results to be delivered", lo=0, hi=DAY_S)
+    ),
+    "stats_interval_s": Key(60.0, "publish stats this often (0 = never)", lo=0, hi=DAY_S),
+    "keepalive_s": Key(30, "MQTT keepalive", lo=5, hi=3600),
+    "flush_timeout_s": Key(5.0, "on exit, wait this long for queued results to be delivered", lo=0, hi=DAY_S),
     # Live page
-    http: str = _opt(
+    "http": Key(
         "", "serve the live page and its JSON API on [HOST:]PORT (127.0.0.1 when only a port is given; empty = off)"
-    )
-    http_token: str = _opt("", "require this token for the page (Bearer header or ?token=)", secret=True)
+    ),
+    "http_token": Key("", "require this token for the page (Bearer header or ?token=)", secret=True),
     # Logging
-    log_level: str = _opt(
+    "log_level": Key(
         "info",
         "stderr log level: info says what the agent does (start, connections, state changes)",
         choices=("debug", "info", "warning", "error"),
-    )
-    quiet: bool = _opt(False, "only the state changes, on stdout ('hall: happy 72%'); errors still on stderr")
+    ),
+    "quiet": Key(False, "only the state changes, on stdout ('hall: happy 72%'); errors still on stderr"),
+}
+
+
+class AgentConfig(namedtuple("AgentConfig", KEYS, defaults=[k.default for k in KEYS.values()])):
+    """Every setting of the agent (its default, help and bounds in KEYS); `config._replace(key=value)` makes a
+    changed copy."""
+
+    __slots__ = ()
 
     def effective_device_id(self) -> str:
         return self.device_id or default_device_id()
@@ -121,22 +130,18 @@ class AgentConfig:
         return Credentials(self.username, self.password, self.ca_file, self.cert_file, self.key_file)
 
     def masked(self) -> dict[str, Any]:
-        return {
-            f.name: (MASK if f.metadata.get("secret") and getattr(self, f.name) else getattr(self, f.name))
-            for f in fields(self)
-        }
+        return {name: (MASK if KEYS[name].secret and value else value) for name, value in self._asdict().items()}
+
+    def __repr__(self) -> str:  # secrets masked, wherever a config is printed or logged
+        return f"AgentConfig({', '.join(f'{name}={value!r}' for name, value in self.masked().items())})"
 
     def to_toml(self) -> str:
         """The effective configuration as a TOML file that --config reads back (secrets masked)."""
         lines = ["# serkit agent configuration (serkit run --print-config)"]
-        for f in fields(self):
-            value = self.masked()[f.name]
-            lines.append(f"# {f.metadata['help']}")
-            lines.append(f"{f.name} = {toml_value(value)}")
+        for name, value in self.masked().items():
+            lines.append(f"# {KEYS[name].help}")
+            lines.append(f"{name} = {toml_value(value)}")
         return "\n".join(lines) + "\n"
-
-
-KEYS = {f.name: f for f in fields(AgentConfig)}
 
 
 def toml_value(v: Any) -> str:
@@ -152,10 +157,10 @@ def coerce(key: str, value: Any, where: str, typed: bool = False) -> Any:
 
     Text from the environment or a flag is parsed ("true", "5"); a TOML file has types of its own
     (`typed`), so raw = "yes" there is a string where a boolean belongs, and refused."""
-    f = KEYS.get(key)
-    if f is None:
+    k = KEYS.get(key)
+    if k is None:
         raise SerkitError(f"{where}: unknown key '{key}' (known keys: serkit run --print-config)")
-    kind, meta = f.type, f.metadata
+    kind = k.kind
     if isinstance(value, str) and kind != "str" and not typed:
         value = _parse_text(key, value, kind, where)
     if kind == "bool":
@@ -170,9 +175,9 @@ def coerce(key: str, value: Any, where: str, typed: bool = False) -> Any:
         value = float(value)
     elif not isinstance(value, str):
         raise SerkitError(f"{where}: '{key}' must be a string, got {value!r}")
-    if "choices" in meta and value not in meta["choices"]:
-        raise SerkitError(f"{where}: '{key}' must be one of {', '.join(meta['choices'])}, got {value!r}")
-    lo, hi = meta.get("lo"), meta.get("hi")
+    if k.choices and value not in k.choices:
+        raise SerkitError(f"{where}: '{key}' must be one of {', '.join(k.choices)}, got {value!r}")
+    lo, hi = k.lo, k.hi
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise SerkitError(f"{where}: '{key}' must be between {lo} and {hi}, got {value!r}")
     return value
@@ -247,7 +252,7 @@ def build_config(
     for key, value in (flags or {}).items():
         if value is not None:
             values[key] = coerce(key, value, f"--{key.replace('_', '-')}")
-    config = replace(AgentConfig(), **values)
+    config = AgentConfig(**values)
     parse_broker(config.broker)
     parse_source(config.source)
     parse_http(config.http)

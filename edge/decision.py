@@ -7,7 +7,7 @@ a Home Assistant automation sees "angry" once, not angry/sad/angry every half se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,8 +16,7 @@ from serkit.edge.stream import WindowResult
 SILENCE = "silence"
 
 
-@dataclass(frozen=True)
-class DecisionSettings:
+class DecisionSettings(NamedTuple):
     """How window probabilities become states: smoothing, confidence floor, hysteresis, hold and silence."""
 
     smoothing: float = 0.5  # weight of the newest window (1 = no smoothing)
@@ -29,8 +28,7 @@ class DecisionSettings:
     state_interval_s: float = 5.0  # re-publish an unchanged state this often, in stream time (0 = every window)
 
 
-@dataclass(frozen=True)
-class State:
+class State(NamedTuple):
     """One decided state: the emotion, its confidence and probabilities, and the audio span it covers."""
 
     emotion: str

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 
 class SerkitError(Exception):
     """A user-facing problem: bad input file, bad config value, missing extra.
@@ -23,6 +21,8 @@ class MissingExtraError(SerkitError):
 
 def require_extra(extra: str, *modules: str) -> None:
     """Fail with one line when an optional dependency group is not installed."""
+    import importlib.util  # here: only the commands that need an extra pay for it
+
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise MissingExtraError(

@@ -9,11 +9,8 @@ the tests can hold this module to it.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
-from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -23,9 +20,9 @@ WINDOWS = ("hamming", "hann", "rectangular")
 _EPS = float(np.finfo(float).eps)  # python_speech_features' floor before log
 
 
-@dataclass(frozen=True)
-class FeatureConfig:
-    """Everything that determines the features; saved beside every model."""
+class FeatureConfig(NamedTuple):
+    """Everything that determines the features; saved beside every model. `checked()` refuses settings the
+    features cannot be computed with: a spec's are checked as it is read, and every extractor checks its own."""
 
     sample_rate: int = 16000
     winlen: float = 0.025
@@ -42,14 +39,16 @@ class FeatureConfig:
     delta_order: int = 0
     delta_width: int = 2
 
-    def __post_init__(self) -> None:
+    def checked(self) -> FeatureConfig:
+        """This config, if the features can be computed with it; else a SerkitError naming the key."""
         _validate(self)
+        return self
 
-    @functools.cached_property
+    @property
     def frame_len(self) -> int:
         return _round_half_up(self.winlen * self.sample_rate)
 
-    @functools.cached_property
+    @property
     def frame_step(self) -> int:
         return _round_half_up(self.winstep * self.sample_rate)
 
@@ -67,7 +66,7 @@ class FeatureConfig:
         return self.delta_order * self.delta_width
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self._asdict()
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "features") -> FeatureConfig:
@@ -79,7 +78,7 @@ class FeatureConfig:
         """
         if not isinstance(data, dict):
             raise SerkitError(f"{where}: expected a table of feature settings, got {type(data).__name__}")
-        names = [f.name for f in fields(cls)]
+        names = cls._fields
         unknown = sorted(set(data) - set(names))
         if unknown:
             raise SerkitError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(names)}")
@@ -87,7 +86,7 @@ class FeatureConfig:
         if missing:
             raise SerkitError(f"{where}: missing key(s) {', '.join(missing)}")
         try:
-            return cls(**data)
+            return cls(**data).checked()
         except SerkitError as exc:
             raise SerkitError(f"{where}: {exc}") from None
 
@@ -222,7 +221,7 @@ class FeatureExtractor:
     """
 
     def __init__(self, config: FeatureConfig, dtype: type | np.dtype = np.float32) -> None:
-        self.config = config
+        self.config = config.checked()
         self.dtype = np.dtype(dtype)
         self._flen = config.frame_len
         self._fstep = config.frame_step

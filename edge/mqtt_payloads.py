@@ -12,9 +12,8 @@ Nothing here carries audio or features: only labels, probabilities and counters 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from serkit.edge import version
 from serkit.edge.decision import SILENCE, State
@@ -23,8 +22,7 @@ ONLINE, OFFLINE = "online", "offline"
 HA_STATUS_TOPIC_SUFFIX = "status"  # Home Assistant announces "online" on <discovery>/status
 
 
-@dataclass(frozen=True)
-class Topics:
+class Topics(NamedTuple):
     """The MQTT topics of one device under a prefix, and its Home Assistant discovery prefix."""
 
     prefix: str

@@ -15,9 +15,8 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from serkit.edge.errors import SerkitError
@@ -28,8 +27,7 @@ log = logging.getLogger("serkit")
 MAX_INFLIGHT = 20
 
 
-@dataclass(frozen=True)
-class BrokerAddress:
+class BrokerAddress(NamedTuple):
     """Where the broker is, and whether the connection uses TLS."""
 
     host: str
@@ -129,15 +127,20 @@ class StdoutPublisher:
             self.out.flush()
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(NamedTuple):
     """Who the agent is to the broker: login and TLS files (empty = not used)."""
 
     username: str = ""
-    password: str = field(default="", repr=False)
+    password: str = ""
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
+
+    def __repr__(self) -> str:  # without the password, wherever one is printed or logged
+        return (
+            f"Credentials(username={self.username!r}, ca_file={self.ca_file!r}, cert_file={self.cert_file!r}, "
+            f"key_file={self.key_file!r})"
+        )
 
 
 def make_client(address: BrokerAddress, client_id: str, credentials: Credentials = Credentials()) -> Any:

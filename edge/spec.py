@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -18,8 +19,7 @@ FORMAT = "serkit-model-spec"
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Quantization:
+class Quantization(NamedTuple):
     """An int8 tensor's scale and zero point."""
 
     scale: float
@@ -29,9 +29,9 @@ class Quantization:
         return {"scale": self.scale, "zero_point": self.zero_point}
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything the agent needs beside the model file: labels, features, normalisation, windowing."""
+class ModelSpec(NamedTuple):
+    """Everything the agent needs beside the model file: labels, features, normalisation, windowing.
+    Immutable: `spec._replace(threshold=...)` makes a changed copy."""
 
     labels: tuple[str, ...]
     features: FeatureConfig
@@ -44,7 +44,7 @@ class ModelSpec:
     output_quant: Quantization | None = None
     model_file: str | None = None
     # Informational sections: training protocol, data summary, metrics, parity, op audit.
-    info: dict[str, Any] = field(default_factory=dict)
+    info: Mapping[str, Any] = MappingProxyType({})  # read-only: a changed spec gets a new dict
 
     @property
     def window_s(self) -> float:

@@ -9,7 +9,7 @@ offline, so a streamed file gives the same probabilities window by window as
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,8 +20,7 @@ from serkit.edge.spec import ModelSpec
 _EPS = 1e-12
 
 
-@dataclass(frozen=True)
-class GateSettings:
+class GateSettings(NamedTuple):
     """Energy gate: a window is speech when enough of its frames stand out from the noise floor."""
 
     enabled: bool = True
@@ -32,8 +31,7 @@ class GateSettings:
     floor_percentile: float = 10.0
 
 
-@dataclass(frozen=True)
-class WindowResult:
+class WindowResult(NamedTuple):
     """One classification window: where it lies in the stream, whether it held speech, and what the model said."""
 
     seq: int  # window number since the stream began

@@ -17,7 +17,7 @@ import pytest
 from conftest import ROOT, assert_one_line_error, cli, pcm16, run_cli
 
 from serkit.edge.audio import read_wav
-from serkit.edge.config import AgentConfig, build_config, load_toml
+from serkit.edge.config import KEYS, AgentConfig, build_config, load_toml
 from serkit.edge.decision import State
 from serkit.edge.errors import SerkitError
 from serkit.edge.mqtt_payloads import Topics, discovery_messages, raw_payload, state_payload
@@ -46,6 +46,12 @@ def test_print_config_masks_secrets_and_reads_back(tmp_path):
     printed = tmp_path / "printed.toml"
     printed.write_text(out)
     assert load_toml(printed)["queue_size"] == 50
+
+
+def test_no_repr_shows_a_secret():
+    config = AgentConfig(username="u", password="hunter2", http_token="t0ken")
+    for shown in (repr(config), str(config), repr(config.credentials())):
+        assert "hunter2" not in shown and "t0ken" not in shown and "'u'" in shown
 
 
 @pytest.mark.parametrize(
@@ -384,13 +390,10 @@ def test_demo_listens_to_a_microphone_with_its_page_until_ctrl_c(alsa_capture):
 
 
 def test_docs_agent_lists_every_config_key_with_its_default():
-    from dataclasses import fields
-
     text = (ROOT / "docs" / "agent.md").read_text()
     rows = dict(re.findall(r"^\| `([a-z_0-9]+)` \| ([^|]+) \|", text, flags=re.M))
-    keys = {f.name: f for f in fields(AgentConfig)}
-    assert set(rows) == set(keys)
-    for name, f in keys.items():
-        d = f.default
+    assert set(rows) == set(KEYS) == set(AgentConfig._fields)
+    for name, key in KEYS.items():
+        d = key.default
         shown = "(empty)" if d == "" else (str(d).lower() if isinstance(d, bool) else str(d))
         assert rows[name].strip() == shown, name

@@ -90,13 +90,13 @@ def test_no_tflite_runtime_names_each_backend_and_why():
 
 def test_run_and_predict_load_no_training_deploy_mqtt_or_tls_code():
     """Start-up: nothing MQTT/TLS is imported unless a broker is used, and no other stage's code at all; nor the
-    standard modules that only cost time there (socket, shutil, decimal, the corpus reader's csv)."""
+    standard modules that only cost time there (socket, shutil, decimal, the corpus reader's csv, dataclasses)."""
     code = (
         "import sys\n"
         "from serkit.cli import main\n"
         "main(sys.argv[1:])\n"
         "heavy = ('paho', 'ssl', 'http.server', 'importlib.metadata', 'serkit.trainer.train', 'serkit.deploy',\n"
-        "         'serkit.convert', 'tensorflow', 'keras', 'socket', 'shutil', 'decimal', 'csv')\n"
+        "         'serkit.convert', 'tensorflow', 'keras', 'socket', 'shutil', 'decimal', 'csv', 'dataclasses')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {h.split('.')[0] for h in heavy} and\n"
         "             any(m == h or m.startswith(h + '.') for h in heavy)))\n"
     )

@@ -185,6 +185,11 @@ def test_bad_config_is_rejected_with_the_key_named(change, needle):
     assert str(err.value).startswith("spec.json: features")
 
 
+def test_an_extractor_refuses_a_config_it_cannot_compute():
+    with pytest.raises(SerkitError, match="numcep .40. must not exceed nfilt .26."):
+        FeatureExtractor(FeatureConfig(numcep=40))
+
+
 def test_missing_key_is_an_error_not_a_default():
     d = FeatureConfig().to_dict()
     del d["preemph"]

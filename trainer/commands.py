@@ -167,7 +167,7 @@ def finish_refit(spec, reports: list[dict], cv: dict, line: str, out: Path) -> N
     training = {**spec.info["training"], "protocol": protocol, "protocol_description": describe_protocol(protocol)}
     # The publishing threshold comes from held-out voices too: on voices it trained on a model is surer.
     threshold = float(np.median([r["median_window_confidence"] for r in reports]))
-    spec = replace(spec, threshold=threshold, info={**spec.info, "training": training, "cross_validation": cv})
+    spec = spec._replace(threshold=threshold, info={**spec.info, "training": training, "cross_validation": cv})
     spec.save(out / "model.json")
     # Its curves were drawn before the folds finished; their title gets the estimate too.
     history = json.loads((out / "history.json").read_text())

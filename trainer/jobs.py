@@ -302,7 +302,7 @@ def with_teachers_time(outcomes: dict[Path, Outcome], run: Run) -> ModelSpec:
     own = outcomes[run.out_dir]
     started = min(outcomes[d].started for d in (*run.teachers, run.out_dir))
     training = {**own.spec.info["training"], "train_seconds_with_teachers": round(own.finished - started, 1)}
-    spec = replace(own.spec, info={**own.spec.info, "training": training})
+    spec = own.spec._replace(info={**own.spec.info, "training": training})
     spec.save(run.out_dir / "model.json")
     return spec
 

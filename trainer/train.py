@@ -13,7 +13,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -344,7 +344,7 @@ def write_run(
         },
         "validation": {k: report[k] for k in ("accuracy", "macro_f1", "uar", "clips")} if validated else None,
     }
-    spec = replace(spec, info=info, model_file="model.keras")
+    spec = spec._replace(info=info, model_file="model.keras")
     # The uncompiled twin holds the weights alone: the optimizer state would triple the file for nothing.
     model.save(out_dir / "model.keras")
     spec.save(out_dir / "model.json")
