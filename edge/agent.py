@@ -4,8 +4,6 @@ Everything is built and checked (model, spec, source, broker settings) before th
 first sample is read, so a bad setting fails in one line instead of mid-stream.
 """
 
-from __future__ import annotations
-
 import logging
 import threading
 import time
@@ -86,7 +84,7 @@ class Delivery(NamedTuple):
 
 class Agent:
     def __init__(
-        self, config: AgentConfig, model: TFLiteModel, source: Any, publisher: Any, feed: LiveFeed | None = None
+        self, config: AgentConfig, model: TFLiteModel, source: Any, publisher: Any, feed: "LiveFeed | None" = None
     ) -> None:
         self.config = config
         self.feed = feed  # the live page's, when it is served
@@ -258,7 +256,7 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def make_dashboard(config: AgentConfig, model: TFLiteModel) -> Dashboard | None:
+def make_dashboard(config: AgentConfig, model: TFLiteModel) -> "Dashboard | None":
     """The live page's server, listening already (a port in use fails here, before any audio), or None."""
     address = parse_http(config.http)
     if address is None:

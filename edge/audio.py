@@ -5,8 +5,6 @@ neither IEEE float nor WAVE_FORMAT_EXTENSIBLE files, and corpora carry extra
 chunks (RAVDESS originals have `FLLR`) that must simply be skipped.
 """
 
-from __future__ import annotations
-
 import os
 import struct
 from collections.abc import Iterator

@@ -5,8 +5,6 @@ TOML file and a one-off flag speak the same language. Secrets (the MQTT password
 can come from the environment, which is what a systemd EnvironmentFile provides.
 """
 
-from __future__ import annotations
-
 import math
 import os
 import re

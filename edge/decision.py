@@ -5,8 +5,6 @@ emotion must lead the current one by a margin for several windows in a row), so
 a Home Assistant automation sees "angry" once, not angry/sad/angry every half second.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 import numpy as np

@@ -7,10 +7,8 @@ regression deltas with edge padding), so a user can map one onto the other and
 the tests can hold this module to it.
 """
 
-from __future__ import annotations
-
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import numpy as np
 
@@ -39,7 +37,7 @@ class FeatureConfig(NamedTuple):
     delta_order: int = 0
     delta_width: int = 2
 
-    def checked(self) -> FeatureConfig:
+    def checked(self) -> Self:
         """This config, if the features can be computed with it; else a SerkitError naming the key."""
         _validate(self)
         return self
@@ -69,7 +67,7 @@ class FeatureConfig(NamedTuple):
         return self._asdict()
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "features") -> FeatureConfig:
+    def from_dict(cls, data: Any, where: str = "features") -> Self:
         """Build from a dict (e.g. a model spec); every field is required.
 
         Missing keys are refused rather than defaulted: a default that changed

@@ -10,8 +10,6 @@
 Nothing here carries audio or features: only labels, probabilities and counters leave the device.
 """
 
-from __future__ import annotations
-
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 

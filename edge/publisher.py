@@ -7,8 +7,6 @@ arrives; paho re-sends unacknowledged QoS 1 messages after a reconnect. So withi
 queue_size + MAX_INFLIGHT results, a broker outage loses nothing.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import sys

@@ -5,8 +5,6 @@ file:PATH                   a WAV file, paced in real time unless pace="fast"
 -                           raw signed 16-bit little-endian mono PCM on stdin at `rate`
 """
 
-from __future__ import annotations
-
 import contextlib
 import logging
 import os

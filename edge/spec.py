@@ -1,13 +1,11 @@
 """The JSON spec beside every model: what the edge needs to compute exactly what training saw."""
 
-from __future__ import annotations
-
 import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import numpy as np
 
@@ -85,7 +83,7 @@ class ModelSpec(NamedTuple):
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def from_dict(cls, d: Any, where: str = "spec") -> ModelSpec:
+    def from_dict(cls, d: Any, where: str = "spec") -> Self:
         if not isinstance(d, dict):
             raise SerkitError(f"{where}: expected a JSON object")
         if d.get("format") != FORMAT:
@@ -145,7 +143,7 @@ class ModelSpec(NamedTuple):
         return cls(tuple(labels), features, mean, std, fpw, float(hop), float(thr), iq, oq, model_file, info)
 
     @classmethod
-    def load(cls, path: str | Path) -> ModelSpec:
+    def load(cls, path: str | Path) -> Self:
         from serkit.edge.files import read_json_object
 
         missing = "model spec not found (every model needs its .json beside it)"

@@ -6,8 +6,6 @@ offline, so a streamed file gives the same probabilities window by window as
 `clip_windows(spec.normalise(mfcc(signal)))` run through the same model.
 """
 
-from __future__ import annotations
-
 import time
 from typing import NamedTuple
 

@@ -109,6 +109,27 @@ def test_run_and_predict_load_no_training_deploy_mqtt_or_tls_code():
         assert proc.stdout.strip().splitlines()[-1] == "[]", (args[0], proc.stdout.splitlines()[-1])
 
 
+def test_edge_records_have_evaluated_field_types():
+    """Start-up: typing.NamedTuple compiles every string annotation into a ForwardRef (about 30 us a field,
+    some 80 fields on the path of `serkit run`), so the modules that define records do without
+    `from __future__ import annotations`."""
+    import importlib
+    import pkgutil
+    import typing
+
+    import serkit.edge
+
+    records = []
+    for info in pkgutil.iter_modules(serkit.edge.__path__):
+        module = importlib.import_module(f"serkit.edge.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, tuple) and obj.__module__ == module.__name__:
+                records.append(obj)
+                for name, hint in getattr(obj, "__annotations__", {}).items():
+                    assert not isinstance(hint, (str, typing.ForwardRef)), f"{obj.__name__}.{name}: {hint!r}"
+    assert len(records) >= 10, records
+
+
 @pytest.mark.parametrize("columns", [None, "0", "57", "123", "wide", "-5"])
 def test_help_width_is_shutils_without_importing_it(monkeypatch, columns):
     import shutil
