@@ -35,8 +35,8 @@ def _per_window_ms(model: TFLiteModel, windows: np.ndarray, rounds: int = 5) -> 
 
 
 def main() -> None:
-    keras_path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_KERAS_MODEL
-    int8_path = DEFAULT_MODEL if len(sys.argv) == 1 else keras_path.with_name(keras_path.stem + "-int8.tflite")
+    keras_path = Path(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_KERAS_MODEL)
+    int8_path = Path(DEFAULT_MODEL) if len(sys.argv) == 1 else keras_path.with_name(keras_path.stem + "-int8.tflite")
     spec = ModelSpec.load(keras_path.with_suffix(".json"))
     int8_spec = ModelSpec.load(int8_path.with_suffix(".json"))
     with tempfile.TemporaryDirectory() as tmp:

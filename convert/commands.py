@@ -62,7 +62,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from serkit.trainer.evaluate import protocol_for
     from serkit.trainer.metrics import describe_protocol
 
-    model_path, spec_path = resolve_model(args.model)
+    found, spec_path = resolve_model(args.model)
+    model_path = Path(found)
     if model_path.suffix != ".keras":
         raise SerkitError(f"{model_path}: convert needs the Keras model of a training run (.keras)")
     spec = ModelSpec.load(spec_path)

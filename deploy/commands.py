@@ -34,7 +34,7 @@ def _check_model(path: Path, load: bool) -> None:
 
     if load:
         load_model(str(path), threads=1)  # the same refusals the agent would give on the Pi, here and now
-    elif not path.is_file() or not spec_path_for(path).is_file():
+    elif not path.is_file() or not Path(spec_path_for(path)).is_file():
         raise SerkitError(f"--model {path}: needs the .tflite file and its .json spec beside it")
 
 
@@ -49,7 +49,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
         raise SerkitError(f"give --board (one of: {', '.join(board_names())}); only --model-only needs none")
     merged = None if args.model_only else merge_config(args.board, args.config)
-    model = Path(args.model) if args.model else default_model_path()
+    model = Path(args.model or default_model_path())
     _check_model(model, load=not args.force)
     mid = model_id(model)
     what = f"model {mid}" if args.model_only else f"serkit + model {mid} (board {args.board})"

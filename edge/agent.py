@@ -5,9 +5,9 @@ first sample is read, so a bad setting fails in one line instead of mid-stream.
 """
 
 import logging
+import os
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from serkit.edge.config import AgentConfig, parse_http
@@ -33,24 +33,25 @@ def broker_name(broker: str) -> str:
     return NO_BROKER if broker == "none" else broker
 
 
-def default_model_path() -> Path:
-    from serkit.models import DEFAULT_MODEL, MODELS_DIR
+def default_model_path() -> str:
+    from serkit.models import DEFAULT_MODEL
 
-    return MODELS_DIR / DEFAULT_MODEL
+    return DEFAULT_MODEL
 
 
 def load_model(path: str, threads: int) -> TFLiteModel:
     """The model and the spec beside it, refused with one line if the agent cannot use them."""
-    p = Path(path) if path else default_model_path()
-    if p.is_dir():
+    p = path or default_model_path()
+    if os.path.isdir(p):
         raise SerkitError(f"'model': {p} is a folder; give the .tflite file")
-    if p.suffix != ".tflite":
+    if os.path.splitext(p)[1] != ".tflite":
         raise SerkitError(f"'model': {p} is not a .tflite model (convert a training run with serkit convert)")
-    if not p.exists():
+    if not os.path.exists(p):
         raise SerkitError(f"'model': {p}: no such file")
     spec_file = spec_path_for(p)
-    if not spec_file.exists():
-        raise SerkitError(f"'model': {p} has no spec beside it ({spec_file.name}); serkit convert writes both")
+    if not os.path.exists(spec_file):
+        name = os.path.basename(spec_file)
+        raise SerkitError(f"'model': {p} has no spec beside it ({name}); serkit convert writes both")
     spec = ModelSpec.load(spec_file)
     if spec.input_quant is None:
         raise SerkitError(f"{spec_file}: not the spec of a converted .tflite model (no input quantization)")
@@ -246,7 +247,9 @@ def peak_rss_mb() -> float:
     """This process's peak resident memory: VmHWM where /proc has it (ru_maxrss also counts the memory of
     the process that forked us, before exec), else ru_maxrss."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        with open("/proc/self/status") as f:
+            status = f.read()
+        for line in status.splitlines():
             if line.startswith("VmHWM:"):
                 return round(int(line.split()[1]) / 1024, 1)
     except (OSError, ValueError, IndexError):

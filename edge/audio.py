@@ -8,7 +8,6 @@ chunks (RAVDESS originals have `FLLR`) that must simply be skipped.
 import os
 import struct
 from collections.abc import Iterator
-from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 import numpy as np
@@ -38,11 +37,11 @@ class WavInfo(NamedTuple):
     frames: int
 
 
-def _fail(path: Path | str, problem: str) -> SerkitError:
+def _fail(path: str, problem: str) -> SerkitError:
     return SerkitError(f"{path}: {problem}")
 
 
-def _parse_fmt(path: Path | str, body: bytes) -> tuple[int, int, int, int, int]:
+def _parse_fmt(path: str, body: bytes) -> tuple[int, int, int, int, int]:
     if len(body) < 16:
         raise _fail(path, "fmt chunk is too short")
     tag, channels, rate, _byte_rate, block_align, bits = struct.unpack("<HHIIHH", body[:16])
@@ -66,10 +65,10 @@ def read_wav_info(path: str | os.PathLike[str]) -> tuple[WavInfo, bytes]:
 
 def wav_layout(path: str | os.PathLike[str]) -> tuple[WavInfo, int, int]:
     """(format, offset of the audio in the file, its length in bytes), read from the headers alone."""
-    p = Path(path)
-    if p.is_dir():
+    p = os.fspath(path)
+    if os.path.isdir(p):
         raise _fail(p, "is a directory, expected a WAV file")
-    if p.exists() and not p.is_file():  # a FIFO or a device would block or never end
+    if os.path.exists(p) and not os.path.isfile(p):  # a FIFO or a device would block or never end
         raise _fail(p, "is not a regular file (a FIFO, device or socket), expected a WAV file")
     try:
         with open(p, "rb") as f:
@@ -84,7 +83,7 @@ def wav_layout(path: str | os.PathLike[str]) -> tuple[WavInfo, int, int]:
     return info, offset, info.frames * info.channels * info.bits // 8
 
 
-def _walk_chunks(p: Path, f: BinaryIO, head: bytes, total: int) -> tuple[tuple[int, int, int, int, int], int, int]:
+def _walk_chunks(p: str, f: BinaryIO, head: bytes, total: int) -> tuple[tuple[int, int, int, int, int], int, int]:
     """The fmt chunk's fields and where the data chunk's bytes are, seeking past everything else."""
     if total == 0:
         raise _fail(p, "file is empty (0 bytes)")
@@ -118,7 +117,7 @@ def _walk_chunks(p: Path, f: BinaryIO, head: bytes, total: int) -> tuple[tuple[i
     raise _fail(p, "no data chunk; the file is truncated")
 
 
-def _check_format(p: Path, fmt: tuple[int, int, int, int, int], size: int) -> WavInfo:
+def _check_format(p: str, fmt: tuple[int, int, int, int, int], size: int) -> WavInfo:
     tag, channels, rate, block_align, bits = fmt
     if tag not in (_PCM, _FLOAT):
         name = _FORMAT_NAMES.get(tag, f"format tag 0x{tag:04x}")
@@ -215,4 +214,5 @@ def write_wav(path: str | os.PathLike[str], signal: np.ndarray, sample_rate: int
     payload = pcm.tobytes()
     header = b"RIFF" + struct.pack("<I", 36 + len(payload)) + b"WAVE"
     fmt = b"fmt " + struct.pack("<IHHIIHH", 16, _PCM, 1, sample_rate, sample_rate * 2, 2, 16)
-    Path(path).write_bytes(header + fmt + b"data" + struct.pack("<I", len(payload)) + payload)
+    with open(path, "wb") as f:
+        f.write(header + fmt + b"data" + struct.pack("<I", len(payload)) + payload)

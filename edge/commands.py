@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,8 +18,13 @@ from serkit.edge.argtypes import positive_float
 from serkit.edge.config import KEYS, AgentConfig, build_config
 from serkit.edge.errors import MissingExtraError, SerkitError
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 log = logging.getLogger("serkit")
-SAMPLES_DIR = Path(__file__).parent / "samples"
+# A string, like every path on the start path of `serkit run`: pathlib (with urllib.parse and ipaddress) costs
+# about 4 ms to import, which the commands that need it (demo, features) pay themselves.
+SAMPLES_DIR = os.path.join(os.path.dirname(__file__), "samples")
 
 
 def setup_logging(level: str) -> None:
@@ -245,7 +250,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         dashboard = make_dashboard(config, model)
         with _DemoViewer(broker, address, device) as viewer:
             what = f"{len(spans)} bundled clips" if from_clips else config.source
-            print(f"== serkit demo: {model.path.name} on {what}; messages as a subscriber on {broker} sees them")
+            print(
+                f"== serkit demo: {os.path.basename(model.path)} on {what}; messages as a subscriber on {broker} sees them"
+            )
             if from_clips:
                 print(f"== note: {SYNTHETIC_NOTE}")
             agent = Agent(
@@ -283,11 +290,13 @@ def _demo_broker(given: str | None) -> tuple[str, Any, Any]:
 
 def _demo_source(args: argparse.Namespace, config: AgentConfig, rate: int) -> tuple[Any, list]:
     """The audio and, for the clips, each one's (name, start s, end s) in the stream."""
+    from pathlib import Path
+
     from serkit.edge.sources import ArraySource, open_source
 
     if args.source != "clips":
         return open_source(args.source, rate, "realtime", config.rate, config.mic_chunk_s, config.watchdog_s), []
-    clips = demo_clips(Path(args.clips) if args.clips else SAMPLES_DIR, rate)
+    clips = demo_clips(Path(args.clips or SAMPLES_DIR), rate)
     # One stream, the clips a second apart, as a microphone in a room would hear them.
     gap = np.zeros(rate, np.float32)
     spans, parts, t = [], [gap], 1.0
@@ -409,6 +418,8 @@ def register_wait_online(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from serkit.edge.audio import read_wav
     from serkit.edge.features import mfcc
 
@@ -437,11 +448,12 @@ def _feature_config(path: str | None) -> tuple[Any, str]:
     """(FeatureConfig, where it came from): a model spec or a bare FeatureConfig JSON, else the shipped model's."""
     from serkit.edge.features import FeatureConfig
     from serkit.edge.files import read_json_object
-    from serkit.edge.spec import ModelSpec
+    from serkit.edge.spec import ModelSpec, spec_path_for
     from serkit.models import DEFAULT_MODEL
 
     if not path:
-        return ModelSpec.load(DEFAULT_MODEL.with_suffix(".json")).features, f"the shipped model, {DEFAULT_MODEL.name}"
+        name = os.path.basename(DEFAULT_MODEL)
+        return ModelSpec.load(spec_path_for(DEFAULT_MODEL)).features, f"the shipped model, {name}"
     data = read_json_object(path, "feature config or model spec")
     # A model spec holds its features under "features"; a bare FeatureConfig is the object itself.
     return FeatureConfig.from_dict(data.get("features", data), where=f"{path}: features"), path

@@ -9,7 +9,6 @@ import math
 import os
 import re
 from collections import namedtuple
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from serkit.edge.errors import SerkitError
@@ -197,12 +196,12 @@ def _parse_text(key: str, text: str, kind: str, where: str) -> Any:
         ) from None
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
+def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     import tomllib
 
     from serkit.edge.files import read_text
 
-    p = Path(path)
+    p = os.fspath(path)
     try:
         data = tomllib.loads(read_text(p, "config file"))
     except tomllib.TOMLDecodeError as exc:
@@ -210,7 +209,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     for key, value in data.items():
         if isinstance(value, dict):
             raise SerkitError(f"{p}: [{key}] tables are not used; write plain 'key = value' lines")
-    return {k: coerce(k, v, str(p), typed=True) for k, v in data.items()}
+    return {k: coerce(k, v, p, typed=True) for k, v in data.items()}
 
 
 def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any
 
 
-def read_text(path: str | Path, what: str, missing: str | None = None, encoding: str = "utf-8") -> str:
+def read_text(path: str | os.PathLike[str], what: str, missing: str | None = None, encoding: str = "utf-8") -> str:
     """The file's text (UTF-8 unless told), or a SerkitError: "<path>: no such <what>", "is a directory", "cannot read"...
 
     `missing` replaces the "no such" line where a hint helps (a spec that must sit beside its model).
     """
     from serkit.edge.errors import SerkitError
 
-    p = Path(path)
+    p = os.fspath(path)
     try:
-        return p.read_text(encoding=encoding)
+        with open(p, encoding=encoding) as f:
+            return f.read()
     except FileNotFoundError:
         raise SerkitError(f"{p}: {missing or f'no such {what}'}") from None
     except IsADirectoryError:
@@ -26,7 +27,7 @@ def read_text(path: str | Path, what: str, missing: str | None = None, encoding:
         raise SerkitError(f"{p}: cannot read {what} ({exc.strerror or exc})") from None
 
 
-def read_json_object(path: str | Path, what: str, missing: str | None = None) -> dict[str, Any]:
+def read_json_object(path: str | os.PathLike[str], what: str, missing: str | None = None) -> dict[str, Any]:
     """The file's JSON object, or one SerkitError line: the read_text failures, "<what> is not valid JSON",
     "expected a JSON object"."""
     import json

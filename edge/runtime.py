@@ -7,8 +7,8 @@ wheels for 32-bit Raspberry Pi OS), then full TensorFlow's tf.lite.
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,14 +48,16 @@ def interpreter_class(prefer: str | None = None) -> tuple[Any, str]:
 class TFLiteModel:
     """A .tflite classifier with its spec: normalised float windows in, class probabilities out."""
 
-    def __init__(self, path: str | Path, spec: ModelSpec, threads: int = 1, backend: str | None = None) -> None:
-        self.path = Path(path)
+    def __init__(
+        self, path: str | os.PathLike[str], spec: ModelSpec, threads: int = 1, backend: str | None = None
+    ) -> None:
+        self.path = os.fspath(path)
         self.spec = spec
         cls, self.backend = interpreter_class(backend)
         try:
             with warnings.catch_warnings(), quiet_stderr():
                 warnings.simplefilter("ignore")
-                self.interp = cls(model_path=str(self.path), num_threads=threads)
+                self.interp = cls(model_path=self.path, num_threads=threads)
                 self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise SerkitError(f"{self.path}: cannot load TFLite model ({str(exc).splitlines()[0]})") from None
@@ -92,7 +94,8 @@ class TFLiteModel:
     @property
     def name(self) -> str:
         """The model's own name: the file name its converter gave it, which a deployed copy keeps in the spec."""
-        return Path(self.spec.model_file).stem if self.spec.model_file else self.path.stem
+        file = self.spec.model_file or self.path
+        return os.path.splitext(os.path.basename(file))[0]
 
     def predict_window(self, window: np.ndarray) -> np.ndarray:
         """One normalised (frames, features) window → probabilities (classes,)."""

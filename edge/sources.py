@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
@@ -342,7 +341,7 @@ class MicSource:
 def open_source(text: str, rate: int, pace: str, stdin_rate: int, mic_chunk_s: float, watchdog_s: float) -> Any:
     spec = parse_source(text)
     if spec.kind == "file":
-        if not Path(spec.arg).exists():
+        if not os.path.exists(spec.arg):
             raise SerkitError(f"'source': {spec.arg}: no such file")
         return FileSource(spec.arg, rate, pace)
     if spec.kind == "stdin":

@@ -2,8 +2,8 @@
 
 import json
 import math
+import os
 from collections.abc import Mapping
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple, Self
 
@@ -79,8 +79,9 @@ class ModelSpec(NamedTuple):
         d.update(self.info)
         return d
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+    def save(self, path: str | os.PathLike[str]) -> None:
+        with open(path, "w") as f:
+            f.write(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "spec") -> Self:
@@ -143,11 +144,11 @@ class ModelSpec(NamedTuple):
         return cls(tuple(labels), features, mean, std, fpw, float(hop), float(thr), iq, oq, model_file, info)
 
     @classmethod
-    def load(cls, path: str | Path) -> Self:
+    def load(cls, path: str | os.PathLike[str]) -> Self:
         from serkit.edge.files import read_json_object
 
         missing = "model spec not found (every model needs its .json beside it)"
-        return cls.from_dict(read_json_object(path, "model spec", missing), where=str(Path(path)))
+        return cls.from_dict(read_json_object(path, "model spec", missing), where=os.fspath(path))
 
 
 def _vector(v: Any, n: int, where: str) -> np.ndarray:
@@ -173,6 +174,6 @@ def _quant(v: Any, where: str) -> Quantization:
     return Quantization(float(scale), zp)
 
 
-def spec_path_for(model_path: str | Path) -> Path:
+def spec_path_for(model_path: str | os.PathLike[str]) -> str:
     """The spec sits beside the model with the same stem: model.tflite -> model.json."""
-    return Path(model_path).with_suffix(".json")
+    return os.path.splitext(os.fspath(model_path))[0] + ".json"

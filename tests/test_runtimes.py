@@ -18,7 +18,7 @@ from conftest import ROOT, speechlike
 
 from serkit.edge.features import mfcc
 from serkit.edge.runtime import TFLiteModel
-from serkit.edge.spec import ModelSpec
+from serkit.edge.spec import ModelSpec, spec_path_for
 from serkit.edge.windows import clip_windows
 from serkit.models import DEFAULT_MODEL
 
@@ -74,7 +74,7 @@ def _int8_windows(spec: ModelSpec, shared: Path | None) -> np.ndarray:
 def test_shipped_int8_model_gives_the_same_top1_under_litert_tflite_runtime_and_tensorflow(tmp_path):
     from conftest import shared_data_dir
 
-    spec = ModelSpec.load(DEFAULT_MODEL.with_suffix(".json"))
+    spec = ModelSpec.load(spec_path_for(DEFAULT_MODEL))
     shared = shared_data_dir() if shared_data_dir().is_dir() else None
     windows = _int8_windows(spec, shared)
     np.save(tmp_path / "w.npy", windows)
@@ -85,7 +85,7 @@ def test_shipped_int8_model_gives_the_same_top1_under_litert_tflite_runtime_and_
         tops[backend] = TFLiteModel(DEFAULT_MODEL, spec, backend=backend).predict(dequant).argmax(1).tolist()
     py = _tflite_runtime_python()
     proc = subprocess.run(
-        [str(py), "-c", SCRIPT, str(DEFAULT_MODEL), str(tmp_path / "w.npy")],
+        [str(py), "-c", SCRIPT, DEFAULT_MODEL, str(tmp_path / "w.npy")],
         capture_output=True,
         text=True,
         timeout=300,

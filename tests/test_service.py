@@ -153,10 +153,11 @@ def _tflite_with_output(tmp_path, name: str):
     import shutil
 
     from serkit.edge.agent import default_model_path
+    from serkit.edge.spec import spec_path_for
 
     model = tmp_path / name
     shutil.copyfile(ROOT / "tests" / "data" / name, model)
-    shutil.copyfile(default_model_path().with_suffix(".json"), model.with_suffix(".json"))
+    shutil.copyfile(spec_path_for(default_model_path()), model.with_suffix(".json"))
     return str(model)
 
 

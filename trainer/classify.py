@@ -6,8 +6,8 @@ the converter's parity gate, so their numbers are comparable.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -91,26 +91,27 @@ def keras_predictor(model) -> WindowPredictor:  # noqa: ANN001
     return predict
 
 
-def resolve_model(path: str | Path) -> tuple[Path, Path]:
+def resolve_model(path: str | os.PathLike[str]) -> tuple[str, str]:
     """(model file, spec file) for a run folder, a .keras or a .tflite path."""
-    p = Path(path)
-    if p.is_dir():
-        candidates = sorted(p.glob("*.keras")) or sorted(p.glob("*.tflite"))
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        names = sorted(os.listdir(p))
+        candidates = [n for n in names if n.endswith(".keras")] or [n for n in names if n.endswith(".tflite")]
         if not candidates:
             raise SerkitError(f"{p}: no .keras or .tflite model in this folder")
-        p = candidates[0]
-    if not p.exists():
+        p = os.path.join(p, candidates[0])
+    if not os.path.exists(p):
         raise SerkitError(f"{p}: no such model file")
-    if p.suffix not in (".keras", ".tflite"):
+    if os.path.splitext(p)[1] not in (".keras", ".tflite"):
         raise SerkitError(f"{p}: expected a .keras or .tflite model (or a run folder)")
     return p, spec_path_for(p)
 
 
-def load_predictor(path: str | Path, threads: int = 1) -> tuple[ModelSpec, WindowPredictor, str]:
+def load_predictor(path: str | os.PathLike[str], threads: int = 1) -> tuple[ModelSpec, WindowPredictor, str]:
     """Spec, window predictor and a description ('keras' / 'tflite int8 (ai_edge_litert)')."""
     model_path, spec_path = resolve_model(path)
     spec = ModelSpec.load(spec_path)
-    if model_path.suffix == ".tflite":
+    if model_path.endswith(".tflite"):
         from serkit.edge.runtime import TFLiteModel
 
         m = TFLiteModel(model_path, spec, threads=threads)

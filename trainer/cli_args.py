@@ -6,10 +6,11 @@ Below the CLI, so that each stage's commands can build their parsers without imp
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # corpora (csv, dataclasses) is loaded where clips are read, not to build `serkit predict`
+if TYPE_CHECKING:  # corpora (csv, dataclasses) and pathlib load where used, not to build `serkit predict`
+    from pathlib import Path
+
     from serkit.trainer.corpora import Clip
 
 ROOM_HELP = (
@@ -36,6 +37,8 @@ def add_cache_args(p: argparse.ArgumentParser) -> None:
 
 def cache_dir(args: argparse.Namespace) -> Path | None:
     """The feature cache the options name: --cache, the default folder, or none with --no-cache."""
+    from pathlib import Path
+
     from serkit.trainer.data import default_cache_dir
 
     if args.no_cache:

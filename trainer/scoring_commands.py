@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from serkit.edge.argtypes import int_at_least
 from serkit.edge.errors import SerkitError
@@ -58,33 +58,38 @@ def _predict_model_and_paths(args: argparse.Namespace) -> tuple[str, list[str], 
     paths = list(args.paths)
     if args.model:
         return args.model, paths, False
-    if len(paths) > 1 and _names_a_model(Path(paths[0])):
+    if len(paths) > 1 and _names_a_model(paths[0]):
         return paths[0], paths[1:], False
-    return str(DEFAULT_MODEL), paths, True
+    return DEFAULT_MODEL, paths, True
 
 
-def _names_a_model(path: Path) -> bool:
+def _names_a_model(path: str) -> bool:
     """A leading path is the model unless it is a WAV or a folder with no model in it (so a mistyped
     model path is reported as a missing model, not as a missing clip)."""
-    if path.is_dir():
-        return any(p.suffix in (".keras", ".tflite") for p in path.iterdir())
-    return path.suffix.lower() != ".wav"
+    if os.path.isdir(path):
+        return any(name.endswith((".keras", ".tflite")) for name in os.listdir(path))
+    return not path.lower().endswith(".wav")
 
 
-def _wav_files(paths: Sequence[str]) -> list[Path]:
+def _wav_files(paths: Sequence[str]) -> list[str]:
     """Each path a WAV file or a folder searched for *.wav; refused in one line when one names nothing."""
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".wav")
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(_wavs_under(path))
             if not found:
                 raise SerkitError(f"{path}: no .wav files")
             files += found
-        elif path.exists():
+        elif os.path.exists(path):
             files.append(path)
         else:
             raise SerkitError(f"{path}: no such file or folder")
     return files
+
+
+def _wavs_under(folder: str) -> list[str]:
+    walk = os.walk(folder, followlinks=True)  # a corpus folder may link to its speakers' folders
+    return [os.path.join(top, name) for top, _, names in walk for name in names if name.lower().endswith(".wav")]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
