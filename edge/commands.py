@@ -250,9 +250,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         dashboard = make_dashboard(config, model)
         with _DemoViewer(broker, address, device) as viewer:
             what = f"{len(spans)} bundled clips" if from_clips else config.source
-            print(
-                f"== serkit demo: {os.path.basename(model.path)} on {what}; messages as a subscriber on {broker} sees them"
-            )
+            name = os.path.basename(model.path)
+            print(f"== serkit demo: {name} on {what}; messages as a subscriber on {broker} sees them")
             if from_clips:
                 print(f"== note: {SYNTHETIC_NOTE}")
             agent = Agent(
