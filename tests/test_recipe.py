@@ -33,6 +33,11 @@ def test_the_shipped_recipe_is_the_shipped_models_options():
         options["hop_s"],
         options["model"]["rnn_units"],
     )
+    assert (list(args.conv_filters), args.separable) == (
+        options["model"]["conv_filters"],
+        options["model"]["separable"],
+    )
+    assert list(args.teacher_conv_filters) == options["teacher_model"]["conv_filters"]
     assert all(getattr(args, name) is value for name, value in options["augment"].items() if name in vars(args))
     assert (args.train_rooms, args.room_share) == (options["augment"]["room"], options["augment"]["room_prob"])
 
